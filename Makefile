@@ -1,0 +1,87 @@
+# dgxsim: emulated NVIDIA DGX A100 nodes for Kubernetes.
+# `make help` lists the targets; each target's `## name: text` line documents it.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATE ?= .state/demo
+PYTEST_ARGS ?=
+
+## help: list targets (default)
+.PHONY: help
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 20
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dgxsim needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## dev: create the virtual environment and install dgxsim with its dev extras
+.PHONY: dev
+dev: $(BIN)/.installed
+
+## tools: build (or copy from cache) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm into .tools/bin
+.PHONY: tools
+tools:
+	PYTHONPATH=simnode $(PYTHON) -m dgxsim.toolchain
+
+## fmt: format the code with ruff
+.PHONY: fmt
+fmt: dev
+	$(BIN)/ruff format simnode plugin operator tests bench
+	$(BIN)/ruff check --fix simnode plugin operator tests bench
+
+## lint: ruff check
+.PHONY: lint
+lint: dev
+	$(BIN)/ruff check simnode plugin operator tests bench
+
+## typecheck: mypy --strict over every package
+.PHONY: typecheck
+typecheck: dev
+	$(BIN)/mypy -p gpumodel -p simnode -p deviceplugin -p migoperator -p dgxsim
+
+## imports: import-linter contracts (domain model is a leaf, components are independent)
+.PHONY: imports
+imports: dev
+	$(BIN)/lint-imports
+
+## verify: lint, typecheck and import contracts
+.PHONY: verify
+verify: lint typecheck imports
+
+## test: install everything, run the gates, then unit, integration and cluster tests
+.PHONY: test
+test: dev tools verify
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## demo: start the embedded default (local control plane) in $(STATE) and show its status
+.PHONY: demo
+demo: dev tools
+	$(BIN)/dgxsim up --state-dir $(STATE)
+	$(BIN)/dgxsim status --state-dir $(STATE)
+	.tools/bin/kubectl --kubeconfig $(STATE)/kubeconfig get --raw /readyz; echo
+	.tools/bin/kubectl --kubeconfig $(STATE)/kubeconfig version
+	@echo "The cluster keeps running; stop it with: make demo-down"
+
+## demo-down: stop the demo cluster (its state stays in $(STATE))
+.PHONY: demo-down
+demo-down: dev
+	$(BIN)/dgxsim down --state-dir $(STATE)
+
+## bench: run the benchmarks in bench/ (figures and ratios, never pass/fail)
+.PHONY: bench
+bench: dev
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+## clean: remove build outputs and caches (keeps .tools and .venv)
+.PHONY: clean
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""Command groups of the ``dgxsim`` CLI and what they share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line, exit code 1 (or ``exit_code``)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def default_state_dir() -> Path:
+    """``$DGXSIM_STATE_DIR``, else ``$XDG_STATE_HOME/dgxsim`` (``~/.local/state/dgxsim``)."""
+    explicit = os.environ.get("DGXSIM_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "dgxsim"
+
+
+def add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, metavar="DIR",
+        help="where the cluster keeps its state (default: $DGXSIM_STATE_DIR or "
+             "~/.local/state/dgxsim)")
+
+
+def state_dir_of(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir is not None else default_state_dir()
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 with a clear message otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

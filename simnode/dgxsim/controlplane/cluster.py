@@ -1,0 +1,340 @@
+"""The local Kubernetes control plane: etcd, kube-apiserver, controller-manager, scheduler.
+
+``dgxsim up`` and the test fixture both use :class:`ControlPlane`. Everything
+binds to 127.0.0.1 on free ports (or a port the user names, checked first).
+The state directory holds the certificates, etcd's data, one log per component,
+``kubeconfig`` for users and ``controlplane.json`` with what is running, so
+``status`` and ``down`` can be run from another shell. ``up`` is all or
+nothing: if any component fails to become ready, the ones already started are
+stopped before the error is raised.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from dgxsim.controlplane import pki as pkimod
+from dgxsim.controlplane.errors import ControlPlaneError
+from dgxsim.controlplane.processes import (
+    ProcessRecord,
+    free_port,
+    is_alive,
+    log_tail,
+    port_in_use,
+    spawn,
+    stop,
+)
+from dgxsim.toolchain import KUBERNETES_VERSION, bin_dir
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+STATE_FILE = "controlplane.json"
+READY_TIMEOUT_S = 180.0
+
+
+class Ports(BaseModel):
+    """Loopback ports of one control plane."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    etcd_client: int = Field(gt=0, lt=65536)
+    etcd_peer: int = Field(gt=0, lt=65536)
+    apiserver: int = Field(gt=0, lt=65536)
+    controller_manager: int = Field(gt=0, lt=65536)
+    scheduler: int = Field(gt=0, lt=65536)
+
+
+class ControlPlaneState(BaseModel):
+    """What ``controlplane.json`` records about a started control plane."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    ports: Ports
+    processes: list[ProcessRecord]
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+
+def find_binary(name: str) -> Path:
+    """Locate a tool: .tools/bin first (or DGXSIM_TOOLS_DIR), then PATH."""
+    candidate = bin_dir() / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise ControlPlaneError(
+        f"{name} not found in {bin_dir()} or on PATH; run `make tools` to build it"
+    )
+
+
+def write_kubeconfig(path: Path, server: str, pki: pkimod.Pki, who: pkimod.ClientIdentity,
+                     context: str = "dgxsim") -> None:
+    """A kubeconfig that trusts the cluster CA and signs in with ``who``'s certificate."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": {
+            "server": server, "certificate-authority": str(pki.ca_cert)}}],
+        "users": [{"name": who.user, "user": {
+            "client-certificate": str(pki.client_cert(who)),
+            "client-key": str(pki.client_key(who))}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": who.user}}],
+        "current-context": context,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
+class ControlPlane:
+    """One control plane rooted at a state directory."""
+
+    def __init__(self, state_dir: Path, apiserver_port: int = 0,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.state_dir = state_dir.resolve()
+        self.apiserver_port = apiserver_port
+        self._say = progress or (lambda _msg: None)
+
+    # ------------------------------------------------------------ paths
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def pki(self) -> pkimod.Pki:
+        return pkimod.Pki(self.state_dir / "pki")
+
+    def _state_path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    # ------------------------------------------------------------ state
+
+    def load_state(self) -> ControlPlaneState | None:
+        path = self._state_path()
+        if not path.exists():
+            return None
+        try:
+            return ControlPlaneState.model_validate_json(path.read_text())
+        except ValueError as err:
+            raise ControlPlaneError(f"{path} is unreadable ({err}); inspect or remove it") from err
+
+    def _save_state(self, state: ControlPlaneState) -> None:
+        tmp = self._state_path().with_suffix(".tmp")
+        tmp.write_text(state.model_dump_json(indent=2))
+        os.replace(tmp, self._state_path())
+
+    def running(self) -> ControlPlaneState | None:
+        """The recorded control plane if any of its processes still runs."""
+        state = self.load_state()
+        if state and any(is_alive(p) for p in state.processes):
+            return state
+        return None
+
+    # ------------------------------------------------------------ up
+
+    def _prepare_dir(self) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.state_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise ControlPlaneError(
+                f"state directory {self.state_dir} is not writable: {err.strerror}") from err
+        self.logs_dir.mkdir(exist_ok=True)
+
+    def _choose_ports(self) -> Ports:
+        if self.apiserver_port:
+            if not 0 < self.apiserver_port < 65536:
+                raise ControlPlaneError(f"port {self.apiserver_port} is out of range 1-65535")
+            if port_in_use(self.apiserver_port):
+                raise ControlPlaneError(
+                    f"port {self.apiserver_port} on 127.0.0.1 is already in use")
+        chosen: set[int] = {self.apiserver_port} if self.apiserver_port else set()
+
+        def pick() -> int:
+            while True:
+                port = free_port()
+                if port not in chosen:
+                    chosen.add(port)
+                    return port
+
+        return Ports(etcd_client=pick(), etcd_peer=pick(),
+                     apiserver=self.apiserver_port or pick(),
+                     controller_manager=pick(), scheduler=pick())
+
+    def up(self) -> ControlPlaneState:
+        """Start all four components and wait until each is ready."""
+        binaries = {c: find_binary(c) for c in COMPONENTS}
+        self._prepare_dir()
+        if (current := self.running()) is not None:
+            raise AlreadyRunningError(current.server)
+        ports = self._choose_ports()
+        pki = pkimod.ensure_pki(self.state_dir / "pki")
+        server = f"https://127.0.0.1:{ports.apiserver}"
+        for who in pkimod.CLIENTS:
+            write_kubeconfig(self._component_kubeconfig(who), server, pki, who)
+        started: list[ProcessRecord] = []
+        state = ControlPlaneState(version=KUBERNETES_VERSION, ports=ports, processes=started)
+        try:
+            for name in COMPONENTS:
+                self._say(f"starting {name}")
+                t0 = time.monotonic()
+                record, _ = spawn(name, [str(binaries[name]), *self._args(name, ports, pki)],
+                                  self.logs_dir / f"{name}.log")
+                started.append(record)
+                self._save_state(state)
+                self._wait_ready(name, record, ports, pki)
+                self._say(f"{name} ready in {time.monotonic() - t0:.1f}s")
+        except BaseException:
+            for record in reversed(started):
+                stop(record)
+            self._state_path().unlink(missing_ok=True)
+            raise
+        write_kubeconfig(self.kubeconfig, server, pki, pkimod.ADMIN)
+        return state
+
+    def _component_kubeconfig(self, who: pkimod.ClientIdentity) -> Path:
+        return self.state_dir / f"{who.file_stem}.kubeconfig"
+
+    def _args(self, name: str, ports: Ports, pki: pkimod.Pki) -> list[str]:
+        if name == "etcd":
+            peer = f"http://127.0.0.1:{ports.etcd_peer}"
+            client = f"http://127.0.0.1:{ports.etcd_client}"
+            return [
+                "--name=dgxsim", f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=dgxsim={peer}", "--log-level=warn",
+                "--quota-backend-bytes=2147483648",
+            ]
+        if name == "kube-apiserver":
+            return [
+                f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={ports.apiserver}", f"--cert-dir={self.state_dir / 'pki'}",
+                f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--service-account-key-file={pki.sa_public}",
+                f"--service-account-signing-key-file={pki.sa_private}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={pkimod.SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+                "--allow-privileged=true", "--profiling=false", "--v=1",
+            ]
+        common = [
+            "--bind-address=127.0.0.1", f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}", "--leader-elect=false",
+            "--profiling=false", "--v=1",
+        ]
+        if name == "kube-controller-manager":
+            kubeconfig = self._component_kubeconfig(pkimod.CONTROLLER_MANAGER)
+            return [
+                *common, f"--secure-port={ports.controller_manager}",
+                f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--service-account-private-key-file={pki.sa_private}",
+                f"--root-ca-file={pki.ca_cert}", "--use-service-account-credentials=true",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                f"--service-cluster-ip-range={pkimod.SERVICE_CIDR}",
+            ]
+        kubeconfig = self._component_kubeconfig(pkimod.SCHEDULER)
+        return [
+            *common, f"--secure-port={ports.scheduler}", f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+        ]
+
+    def _health_url(self, name: str, ports: Ports) -> str:
+        return {
+            "etcd": f"http://127.0.0.1:{ports.etcd_client}/health",
+            "kube-apiserver": f"https://127.0.0.1:{ports.apiserver}/readyz",
+            "kube-controller-manager": f"https://127.0.0.1:{ports.controller_manager}/healthz",
+            "kube-scheduler": f"https://127.0.0.1:{ports.scheduler}/healthz",
+        }[name]
+
+    def _client(self, pki: pkimod.Pki) -> httpx.Client:
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        ctx.load_cert_chain(str(pki.client_cert(pkimod.ADMIN)), str(pki.client_key(pkimod.ADMIN)))
+        return httpx.Client(verify=ctx, timeout=5.0)
+
+    def _wait_ready(self, name: str, record: ProcessRecord, ports: Ports, pki: pkimod.Pki) -> None:
+        url = self._health_url(name, ports)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last = "no answer yet"
+        with self._client(pki) as client:
+            while time.monotonic() < deadline:
+                if not is_alive(record):
+                    last_line = (log_tail(record.log, 1) or "no output")[:300]
+                    raise ControlPlaneError(
+                        f"{name} exited during start-up ({last_line}); see {record.log}")
+                try:
+                    resp = client.get(url)
+                    if resp.status_code == 200:
+                        return
+                    last = f"HTTP {resp.status_code}"
+                except httpx.HTTPError as err:
+                    last = type(err).__name__
+                time.sleep(0.25)
+        raise ControlPlaneError(
+            f"{name} not ready after {READY_TIMEOUT_S:.0f}s ({last}); see {record.log}")
+
+    # ------------------------------------------------------------ status / down
+
+    def health(self) -> dict[str, str]:
+        """Each component's process and health state, for ``dgxsim status``."""
+        state = self.load_state()
+        if state is None:
+            return {}
+        report: dict[str, str] = {}
+        with self._client(self.pki) as client:
+            for record in state.processes:
+                if not is_alive(record):
+                    report[record.name] = f"stopped (pid {record.pid})"
+                    continue
+                try:
+                    resp = client.get(self._health_url(record.name, state.ports))
+                    health = "ok" if resp.status_code == 200 else f"HTTP {resp.status_code}"
+                except httpx.HTTPError as err:
+                    health = type(err).__name__
+                report[record.name] = f"running (pid {record.pid}), health {health}"
+        return report
+
+    def down(self) -> list[str]:
+        """Stop every recorded process (newest first); keep certificates, data and logs."""
+        state = self.load_state()
+        if state is None:
+            return []
+        stopped = []
+        for record in reversed(state.processes):
+            if is_alive(record):
+                stop(record)
+                stopped.append(record.name)
+        self._state_path().unlink(missing_ok=True)
+        return stopped
+
+
+class AlreadyRunningError(ControlPlaneError):
+    """``up`` found a control plane already running in the state directory."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(f"a control plane is already running here (API server {server})")
+        self.server = server

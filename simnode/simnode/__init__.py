@@ -1,0 +1,1 @@
+"""The simulated DGX node: its state, MIG changes, nvidia-smi, metrics and node agent."""
