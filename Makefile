@@ -21,6 +21,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# The source roots go on sys.path too: from the repository root the folder simnode/
+	@# would otherwise shadow the simnode package as an empty namespace package.
+	$(BIN)/python -c 'import pathlib, site; roots = [str(pathlib.Path(d).resolve()) for d in ("simnode", "plugin", "operator")]; pathlib.Path(site.getsitepackages()[0], "dgxsim-source-roots.pth").write_text("\n".join(roots) + "\n")'
 	touch $@
 
 ## dev: create the virtual environment and install dgxsim with its dev extras

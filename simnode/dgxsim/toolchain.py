@@ -302,7 +302,8 @@ def build_etcd() -> None:
         _go_directive(gomod), ETCD_MAIN,
     )
     _run_go(["mod", "tidy"], work, "go mod tidy (etcd)")
-    _run_go(["build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", str(work / "out" / "etcd"), "."],
+    binary = work / "out" / "etcd"
+    _run_go(["build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."],
             work, f"building etcd {ETCD_VERSION}")
     _install(pins()["etcd"], work / "out" / "etcd")
 
@@ -377,7 +378,7 @@ def download_official(names: list[str]) -> None:
 
 def _network_reachable() -> bool:
     try:
-        urllib.request.urlopen("https://dl.k8s.io/release/stable.txt", timeout=5)  # noqa: S310
+        urllib.request.urlopen("https://dl.k8s.io/release/stable.txt", timeout=5)
         return True
     except OSError:
         return False
@@ -421,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dgxsim-tools", description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild even if current")
     parser.add_argument("--check", action="store_true", help="only report what is missing")
-    parser.add_argument("tools", nargs="*", metavar="TOOL", help=f"subset of {', '.join(ALL_TOOLS)}")
+    parser.add_argument("tools", nargs="*", metavar="TOOL",
+                        help=f"subset of {', '.join(ALL_TOOLS)}")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tools) - set(ALL_TOOLS))
     if unknown:

@@ -11,11 +11,13 @@ stopped before the error is raised.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -185,15 +187,29 @@ class ControlPlane:
         """Start all four components and wait until each is ready."""
         binaries = {c: find_binary(c) for c in COMPONENTS}
         self._prepare_dir()
-        if (current := self.running()) is not None:
-            raise AlreadyRunningError(current.server)
+        with self._exclusive():
+            if (current := self.running()) is not None:
+                raise AlreadyRunningError(current.server)
+            return self._start(binaries)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the state directory's lock so two ``up`` runs never race."""
+        with open(self.state_dir / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ControlPlaneError(
+                    f"another dgxsim is starting a control plane in {self.state_dir}") from None
+            yield
+
+    def _start(self, binaries: dict[str, Path]) -> ControlPlaneState:
         ports = self._choose_ports()
         pki = pkimod.ensure_pki(self.state_dir / "pki")
         server = f"https://127.0.0.1:{ports.apiserver}"
         for who in pkimod.CLIENTS:
             write_kubeconfig(self._component_kubeconfig(who), server, pki, who)
         started: list[ProcessRecord] = []
-        state = ControlPlaneState(version=KUBERNETES_VERSION, ports=ports, processes=started)
         try:
             for name in COMPONENTS:
                 self._say(f"starting {name}")
@@ -201,6 +217,8 @@ class ControlPlane:
                 record, _ = spawn(name, [str(binaries[name]), *self._args(name, ports, pki)],
                                   self.logs_dir / f"{name}.log")
                 started.append(record)
+                state = ControlPlaneState(
+                    version=KUBERNETES_VERSION, ports=ports, processes=list(started))
                 self._save_state(state)
                 self._wait_ready(name, record, ports, pki)
                 self._say(f"{name} ready in {time.monotonic() - t0:.1f}s")
@@ -210,7 +228,7 @@ class ControlPlane:
             self._state_path().unlink(missing_ok=True)
             raise
         write_kubeconfig(self.kubeconfig, server, pki, pkimod.ADMIN)
-        return state
+        return ControlPlaneState(version=KUBERNETES_VERSION, ports=ports, processes=started)
 
     def _component_kubeconfig(self, who: pkimod.ClientIdentity) -> Path:
         return self.state_dir / f"{who.file_stem}.kubeconfig"

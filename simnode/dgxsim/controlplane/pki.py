@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 VALIDITY = dt.timedelta(days=365)
 SERVICE_IP = "10.0.0.1"
@@ -146,7 +146,7 @@ def _make_ca(pki: Pki) -> None:
     _write_cert(pki.ca_cert, cert)
 
 
-def _sign_leaf(pki: Pki, subject: x509.Name, usage: ExtendedKeyUsageOID,
+def _sign_leaf(pki: Pki, subject: x509.Name, usage: ObjectIdentifier,
                sans: list[x509.GeneralName] | None, cert_path: Path, key_path: Path) -> None:
     ca_cert, ca_key = _load_ca(pki)
     key = _new_key()

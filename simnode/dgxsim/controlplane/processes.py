@@ -8,6 +8,7 @@ when it was started, and only if that id still belongs to the same process
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -82,10 +83,8 @@ def stop(record: ProcessRecord, grace_s: float = 10.0) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status when the process is our child, so no zombie stays."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def free_port() -> int:

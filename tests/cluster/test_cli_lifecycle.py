@@ -1,0 +1,129 @@
+"""`dgxsim up / status / env / down` as a user runs them, and their refusals.
+
+Each bad input must give a one-line error, a non-zero exit, and leave no
+process running: these tests look for any process that mentions the state
+directory before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kube import Cluster, processes_mentioning
+
+from dgxsim.toolchain import KUBERNETES_VERSION, bin_dir
+
+
+def dgxsim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dgxsim", *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "expected an error message on stderr"
+    assert needle in lines[-1], result.stderr
+    assert lines[-1].startswith("dgxsim"), result.stderr
+
+
+def test_up_status_env_down_leaves_no_process(tmp_path: Path) -> None:
+    state = tmp_path / "cluster"
+    up = dgxsim("up", "--state-dir", str(state))
+    assert up.returncode == 0, up.stderr
+    assert str(state / "kubeconfig") in up.stdout
+    try:
+        assert len(processes_mentioning(str(state))) == 4
+        kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
+        readyz = subprocess.run([*kubectl, "get", "--raw", "/readyz"], capture_output=True,
+                                text=True, timeout=60)
+        assert readyz.stdout.strip() == "ok"
+        version = subprocess.run([*kubectl, "version"], capture_output=True, text=True,
+                                 timeout=60)
+        assert f"Server Version: {KUBERNETES_VERSION}" in version.stdout
+
+        status = dgxsim("status", "--state-dir", str(state))
+        assert status.returncode == 0, status.stdout
+        for component in ("etcd", "kube-apiserver", "kube-controller-manager",
+                          "kube-scheduler"):
+            assert f"{component}" in status.stdout
+        assert status.stdout.count("health ok") == 4
+
+        again = dgxsim("up", "--state-dir", str(state))
+        assert again.returncode == 0
+        assert "already running" in again.stdout
+        assert len(processes_mentioning(str(state))) == 4
+
+        env = dgxsim("env", "--state-dir", str(state))
+        assert f"export KUBECONFIG={state / 'kubeconfig'}" in env.stdout
+        assert str(bin_dir()) in env.stdout
+    finally:
+        down = dgxsim("down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stderr
+    assert processes_mentioning(str(state)) == []
+    assert (state / "etcd").is_dir(), "down keeps the cluster's data"
+    assert dgxsim("status", "--state-dir", str(state)).returncode != 0
+
+
+def test_negative_node_count_is_refused(tmp_path: Path) -> None:
+    result = dgxsim("up", "--nodes", "-1", "--state-dir", str(tmp_path / "s"))
+    assert result.returncode == 2
+    assert "--nodes: must be 0 or more, got -1" in result.stderr
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_unwritable_state_dir_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = dgxsim("up", "--state-dir", str(blocker / "state"))
+    assert_one_line_error(result, "is not writable")
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_taken_port_is_refused(tmp_path: Path, control_plane: Cluster) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = dgxsim("up", "--state-dir", str(tmp_path / "s"), "--apiserver-port", str(port))
+    assert_one_line_error(result, f"port {port} on 127.0.0.1 is already in use")
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_missing_binaries_are_named(tmp_path: Path) -> None:
+    empty = tmp_path / "no-tools"
+    (empty / "bin").mkdir(parents=True)
+    result = dgxsim("up", "--state-dir", str(tmp_path / "s"),
+                    env={"DGXSIM_TOOLS_DIR": str(empty), "PATH": "/usr/bin:/bin"})
+    assert_one_line_error(result, "not found")
+    assert "make tools" in result.stderr
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("broken", ["kube-apiserver", "kube-scheduler"])
+def test_component_failing_at_start_stops_the_ones_already_started(
+        tmp_path: Path, broken: str) -> None:
+    tools = tmp_path / "tools"
+    (tools / "bin").mkdir(parents=True)
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        target = tools / "bin" / name
+        if name == broken:
+            target.write_text("#!/bin/sh\necho 'E0101 cannot start: simulated failure' >&2\n"
+                              "exit 1\n")
+            target.chmod(0o755)
+        else:
+            shutil.copy2(bin_dir() / name, target)
+    state = tmp_path / "s"
+    result = dgxsim("up", "--state-dir", str(state), env={"DGXSIM_TOOLS_DIR": str(tools)})
+    assert_one_line_error(result, f"{broken} exited during start-up")
+    assert "simulated failure" in result.stderr
+    assert processes_mentioning(str(state)) == []
+    assert not (state / "controlplane.json").exists()

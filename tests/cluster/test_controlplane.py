@@ -1,0 +1,79 @@
+"""The local control plane is a real Kubernetes: version, readiness, scheduling."""
+
+from __future__ import annotations
+
+import time
+
+from kube import Cluster
+
+from dgxsim.toolchain import KUBERNETES_VERSION
+
+
+def test_readyz_answers_ok(control_plane: Cluster) -> None:
+    assert control_plane.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+
+
+def test_kubectl_reports_the_pinned_server_version(control_plane: Cluster) -> None:
+    version = control_plane.kubectl_json("version")
+    assert version["clientVersion"]["gitVersion"] == KUBERNETES_VERSION
+    assert version["serverVersion"]["gitVersion"] == KUBERNETES_VERSION
+    assert version["serverVersion"]["minor"] == KUBERNETES_VERSION.split(".")[1]
+
+
+def _ready_node(name: str) -> dict[str, object]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    resources = {"cpu": "256", "memory": "1Ti", "pods": "110", "nvidia.com/gpu": "8"}
+    return {
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "test node", "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }],
+        }
+    }
+
+
+def _wait_for(predicate: object, timeout_s: float = 60.0) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()  # type: ignore[operator]
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+def test_scheduler_binds_a_gpu_pod_to_a_node_with_gpu_capacity(control_plane: Cluster) -> None:
+    import json
+
+    node = "dgx-sched-test"
+    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}},
+    }))
+    control_plane.kubectl("patch", "node", node, "--subresource=status", "--type=merge",
+                          "-p", json.dumps(_ready_node(node)))
+    allocatable = control_plane.kubectl_json("get", "node", node)["status"]["allocatable"]
+    assert allocatable["nvidia.com/gpu"] == "8"
+
+    # The ServiceAccount admission plugin needs the namespace's default account.
+    _wait_for(lambda: control_plane.kubectl(
+        "get", "serviceaccount", "default", check=False).returncode == 0)
+    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "two-gpus", "namespace": "default"},
+        "spec": {
+            "containers": [{
+                "name": "main", "image": "dgxsim/workload:test",
+                "resources": {"limits": {"nvidia.com/gpu": "2"}},
+            }],
+        },
+    }))
+    bound = _wait_for(lambda: control_plane.kubectl_json(
+        "get", "pod", "two-gpus").get("spec", {}).get("nodeName"))
+    assert bound == node
+    events = control_plane.kubectl_json(
+        "get", "events", "--field-selector", "involvedObject.name=two-gpus")
+    assert any(e["reason"] == "Scheduled" for e in events["items"])
