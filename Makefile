@@ -35,6 +35,23 @@ dev: $(BIN)/.installed
 tools:
 	PYTHONPATH=simnode $(PYTHON) -m dgxsim.toolchain
 
+PROTO := plugin/kubeletapi/v1beta1/api.proto
+PROTOC := PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I plugin
+
+## proto: regenerate the kubelet API's Python code (and type stubs) from its .proto
+.PHONY: proto
+proto: dev
+	$(PROTOC) --python_out=plugin --mypy_out=plugin --grpc_python_out=plugin --mypy_grpc_out=plugin $(PROTO)
+
+## verify-proto: fail if the committed generated code differs from what `make proto` writes
+.PHONY: verify-proto
+verify-proto: dev
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO) >/dev/null; \
+	for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do \
+	  diff -u plugin/kubeletapi/v1beta1/$$f $$tmp/kubeletapi/v1beta1/$$f || { echo "generated $$f is stale: run make proto"; exit 1; }; \
+	done; echo "generated code matches $(PROTO)"
+
 ## fmt: format the code with ruff
 .PHONY: fmt
 fmt: dev
@@ -49,16 +66,16 @@ lint: dev
 ## typecheck: mypy --strict over every package
 .PHONY: typecheck
 typecheck: dev
-	$(BIN)/mypy -p gpumodel -p simnode -p deviceplugin -p migoperator -p dgxsim
+	$(BIN)/mypy -p gpumodel -p kubeletapi -p simnode -p deviceplugin -p migoperator -p dgxsim
 
 ## imports: import-linter contracts (domain model is a leaf, components are independent)
 .PHONY: imports
 imports: dev
 	$(BIN)/lint-imports
 
-## verify: lint, typecheck and import contracts
+## verify: lint, typecheck, import contracts and generated code
 .PHONY: verify
-verify: lint typecheck imports
+verify: lint typecheck imports verify-proto
 
 ## test: install everything, run the gates, then unit, integration and cluster tests
 .PHONY: test
