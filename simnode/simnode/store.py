@@ -1,0 +1,90 @@
+"""Persistence of a node's state: one JSON file, written atomically.
+
+A node must come back after a restart exactly as it was (MIG layout and
+allocations), and a damaged file must never be mistaken for "no node": that
+would hand out devices that containers still hold. So writes go to a
+temporary file in the same directory, are flushed to disk and renamed over the
+old file; reads that fail to parse raise :class:`StateCorruptError` and leave
+the file where it is. A lock file serialises processes that share a state
+directory (the daemon, ``dgxsim`` commands, ``nvidia-smi`` in containers).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from simnode.errors import StateCorruptError, StateError, StateNotFoundError
+from simnode.state import NodeState
+
+STATE_FILE = "node.json"
+LOCK_FILE = ".node.lock"
+
+
+class NodeStore:
+    """The state file of one node in ``state_dir``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / STATE_FILE
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> NodeState:
+        """The stored state; typed errors for a missing or unreadable file."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            raise StateNotFoundError(self.path) from None
+        except OSError as err:
+            raise StateError(f"cannot read node state {self.path}: {err.strerror}") from err
+        try:
+            raw = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise StateCorruptError(self.path, f"not valid JSON after {len(data)} bytes: "
+                                    f"{err}") from err
+        try:
+            return NodeState.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "document"
+            raise StateCorruptError(self.path, f"{where}: {first['msg']}") from err
+
+    def save(self, state: NodeState) -> None:
+        """Replace the file with ``state`` in one atomic step."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        text = state.model_dump_json(indent=2) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".node.", suffix=".tmp", dir=self.state_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory's lock (blocking) for a read-modify-write."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / LOCK_FILE, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
