@@ -17,6 +17,9 @@ from dgxsim.commands import CommandError
 
 COMMAND_MODULES = (
     "dgxsim.commands.cluster",
+    "dgxsim.commands.node",
+    "dgxsim.commands.mig",
+    "dgxsim.commands.nvidia_smi",
 )
 
 

@@ -1,0 +1,143 @@
+"""``dgxsim node init | show | allocate | release | reboot``: one simulated node's state.
+
+CLI glue over :class:`simnode.node.SimNode`; the state lives in
+``<state-dir>/node.json`` and every command holds the directory's lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dgxsim.commands import CommandError, add_state_dir, state_dir_of
+from gpumodel.node import DEFAULT_NODE_KIND, NODE_KINDS
+from simnode.errors import AllocationError, SimnodeError, StateError, StateExistsError
+from simnode.node import SimNode
+from simnode.store import NodeStore
+
+DEFAULT_NODE_NAME = "dgxsim-node-0"
+
+
+def register(sub: Any) -> None:
+    node = sub.add_parser("node", help="create and inspect a simulated DGX node")
+    verbs = node.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    init = verbs.add_parser("init", help="create a fresh node (MIG disabled, nothing allocated)")
+    add_state_dir(init)
+    init.add_argument("--kind", choices=NODE_KINDS, default=DEFAULT_NODE_KIND)
+    init.add_argument("--name", default=DEFAULT_NODE_NAME, help="node name (seeds device IDs)")
+    init.add_argument("--force", action="store_true", help="replace an existing node")
+    init.set_defaults(func=cmd_init)
+
+    show = verbs.add_parser("show", help="print the node's hardware, MIG layout and allocations")
+    add_state_dir(show)
+    show.add_argument("--kind", choices=NODE_KINDS, default=None,
+                      help="fail unless the node is of this kind")
+    show.add_argument("--json", action="store_true", help="print the NodeInventory document")
+    show.set_defaults(func=cmd_show)
+
+    alloc = verbs.add_parser("allocate", help="record that OWNER holds a device")
+    add_state_dir(alloc)
+    alloc.add_argument("device", metavar="DEVICE_ID")
+    alloc.add_argument("--owner", required=True, metavar="NS/POD/CONTAINER")
+    alloc.set_defaults(func=cmd_allocate)
+
+    release = verbs.add_parser("release", help="free a device")
+    add_state_dir(release)
+    release.add_argument("device", metavar="DEVICE_ID")
+    release.set_defaults(func=cmd_release)
+
+    reboot = verbs.add_parser("reboot", help="reboot: MIG modes stay, instances and "
+                              "allocations go")
+    add_state_dir(reboot)
+    reboot.set_defaults(func=cmd_reboot)
+
+
+@contextmanager
+def open_node(args: argparse.Namespace) -> Iterator[SimNode]:
+    """The node of ``--state-dir`` under its lock; state errors become CommandErrors."""
+    store = NodeStore(state_dir_of(args))
+    try:
+        with store.locked():
+            yield SimNode.open(store)
+    except (StateError, AllocationError) as err:
+        raise CommandError(str(err)) from err
+    except SimnodeError as err:
+        raise CommandError(str(err)) from err
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    store = NodeStore(state_dir_of(args))
+    with store.locked():
+        if store.exists() and not args.force:
+            raise CommandError(str(StateExistsError(store.path)))
+        node = SimNode.create(args.name, args.kind, store)
+    print(f"node {node.name} ({node.hardware.product_name}, {len(node.hardware.gpus)} GPUs) "
+          f"initialised in {store.path}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        if args.kind is not None and node.state.kind != args.kind:
+            raise CommandError(f"node {node.name} is a {node.state.kind}, not a {args.kind}")
+        if args.json:
+            print(node.inventory().model_dump_json(indent=2))
+            return 0
+        for line in describe(node):
+            print(line)
+    return 0
+
+
+def describe(node: SimNode) -> list[str]:
+    hw, state = node.hardware, node.state
+    lines = [f"node:      {node.name} ({hw.product_name}, kind {state.kind})",
+             f"cpu:       {hw.cpu.sockets}x {hw.cpu.model}, {hw.cpu.threads} threads, "
+             f"{hw.cpu.numa_nodes} NUMA nodes; memory {hw.memory_gib} GiB",
+             f"fabric:    {len(hw.nvswitches)} NVSwitches; NICs "
+             + ", ".join(f"{n.name} ({n.role})" for n in hw.nics),
+             f"storage:   OS {hw.storage.os.capacity_tb:.2f} TB RAID {hw.storage.os.raid}, "
+             f"cache {hw.storage.cache.capacity_tb:.2f} TB RAID {hw.storage.cache.raid}; "
+             f"TPM {hw.security.tpm}, self-encrypting drives "
+             f"{'locked' if state.drives_locked else 'unlocked'}",
+             f"mig config: {state.mig_config or '-'} ({state.mig_config_state or '-'})",
+             f"generation: {state.generation}"]
+    for gpu in state.gpus:
+        g = hw.gpu(gpu.index)
+        mode = "MIG" if gpu.mig_enabled else "full"
+        if gpu.reset_pending:
+            mode += f" (reset pending: MIG {'on' if gpu.mig_pending else 'off'})"
+        lines.append(f"GPU {g.index}  {g.uuid}  {g.pci_bus_id}  switch {g.pcie_switch}  "
+                     f"NUMA {g.numa_node}  {mode}"
+                     + (f"  -> {state.allocations[g.uuid]}" if g.uuid in state.allocations
+                        else ""))
+        for dev in node.mig_devices(gpu.index):
+            owner = state.allocations.get(dev.uuid)
+            lines.append(f"  {dev.profile:<11} GI {dev.gi.gi_id:>2} CI {dev.ci.ci_id}  "
+                         f"{dev.gi.start}:{dev.gi.size}  {dev.uuid}"
+                         + (f"  -> {owner}" if owner else ""))
+    return lines
+
+
+def cmd_allocate(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        node.allocate(args.device, args.owner)
+    print(f"{args.device} allocated to {args.owner}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        node.release(args.device)
+        state = node.state.mig_config_state
+    print(f"{args.device} released" + (f"; MIG config now {state}" if state else ""))
+    return 0
+
+
+def cmd_reboot(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        node.reboot()
+    print("node rebooted: MIG modes kept, GPU instances and allocations cleared")
+    return 0
