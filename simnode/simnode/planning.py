@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from itertools import combinations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -242,40 +243,52 @@ def _plan_disable(gpu: GpuState, busy: dict[int, list[BlockingAllocation]], whol
 
 def _plan_diff(table: ProfileTable, gpu: GpuState, wanted: Counter[str],
                busy: dict[int, list[BlockingAllocation]], config: str) -> GpuPlan:
-    remaining = wanted.copy()
-    keep: list[GiState] = []
-    destroy: list[GiState] = []
-    blockers: list[BlockingAllocation] = []
-    for gi in sorted(gpu.gis, key=lambda g: (g.gi_id not in busy, g.gi_id)):
-        profile = _gi_device_profile(table, gi)
-        if remaining[profile] > 0:
-            keep.append(gi)
-            remaining[profile] -= 1
-        elif gi.gi_id in busy:
-            blockers += busy[gi.gi_id]
-        else:
-            destroy.append(gi)
+    profile = {gi.gi_id: _gi_device_profile(table, gi) for gi in gpu.gis}
+    forced = [g for g in gpu.gis if g.gi_id in busy]
+    blockers = [b for g in forced if wanted[profile[g.gi_id]] == 0 for b in busy[g.gi_id]]
+    if not blockers and any(n > wanted[p] for p, n in
+                            Counter(profile[g.gi_id] for g in forced).items()):
+        blockers = [b for g in forced for b in busy[g.gi_id]]
     if blockers:
         return _blocked(gpu.index, blockers, f"{config} has no room for it")
-    create = pack(table, [_ref(table, g) for g in keep], list(remaining.elements()))
-    if create is None:  # the kept instances are in the way: keep only the allocated ones
-        destroy += [g for g in keep if g.gi_id not in busy]
-        keep = [g for g in keep if g.gi_id in busy]
-        remaining = wanted - Counter(_gi_device_profile(table, g) for g in keep)
-        create = pack(table, [_ref(table, g) for g in keep], list(remaining.elements()))
-        if create is None and keep:
-            return _blocked(gpu.index, [b for g in keep for b in busy[g.gi_id]],
+    optional = sorted((g for g in gpu.gis if g.gi_id not in busy and wanted[profile[g.gi_id]]),
+                      key=lambda g: g.gi_id)
+    found = _best_keep(table, forced, optional, wanted, profile)
+    if found is None:
+        if forced:
+            return _blocked(gpu.index, [b for g in forced for b in busy[g.gi_id]],
                             f"{config} cannot be laid out around it")
-        if create is None:
-            raise _does_not_fit(gpu.index, config, wanted)
+        raise _does_not_fit(gpu.index, config, wanted)
+    keep, create = found
+    kept_ids = {g.gi_id for g in keep}
+    destroy = [g for g in gpu.gis if g.gi_id not in kept_ids]
     empty = tuple(g.gi_id for g in keep if not g.cis)
+    refs = tuple(_ref(table, g) for g in sorted(keep, key=lambda g: g.gi_id))
     if not destroy and not create and not empty and gpu.mig_pending:
-        return GpuPlan(gpu=gpu.index, action="untouched", reason="already matches",
-                       keep=tuple(_ref(table, g) for g in keep))
-    return GpuPlan(gpu=gpu.index, action="reconfigure",
-                   keep=tuple(_ref(table, g) for g in sorted(keep, key=lambda g: g.gi_id)),
-                   destroy=tuple(_ref(table, g) for g in sorted(destroy, key=lambda g: g.gi_id)),
+        return GpuPlan(gpu=gpu.index, action="untouched", reason="already matches", keep=refs)
+    return GpuPlan(gpu=gpu.index, action="reconfigure", keep=refs,
+                   destroy=tuple(_ref(table, g) for g in destroy),
                    create=tuple(create), add_default_ci=empty)
+
+
+def _best_keep(table: ProfileTable, forced: list[GiState], optional: list[GiState],
+               wanted: Counter[str], profile: dict[int, str]
+               ) -> tuple[list[GiState], list[NewInstance]] | None:
+    """The largest set of existing GIs to keep (allocated ones always) that still fits.
+
+    At most 7 GIs per GPU, so trying subsets from the largest down is cheap.
+    """
+    for size in range(len(optional), -1, -1):
+        for extra in combinations(optional, size):
+            keep = [*forced, *extra]
+            counts = Counter(profile[g.gi_id] for g in keep)
+            if any(n > wanted[p] for p, n in counts.items()):
+                continue
+            create = pack(table, [_ref(table, g) for g in keep],
+                          list((wanted - counts).elements()))
+            if create is not None:
+                return keep, create
+    return None
 
 
 def _blocked(gpu: int, blockers: list[BlockingAllocation], why: str) -> GpuPlan:
