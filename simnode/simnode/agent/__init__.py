@@ -1,0 +1,1 @@
+"""The node agent: plays the kubelet for many simulated DGX nodes (kubelet-less mode)."""

@@ -1,0 +1,100 @@
+"""Which devices each container holds, kept on disk like the kubelet's checkpoint.
+
+The node agent records every allocation before it starts a container and
+drops it when the pod ends or goes away. The file is rewritten atomically
+(write to a temporary file, fsync, rename), so a restart finds either the old
+or the new state and never a torn one. A file that cannot be parsed is an
+error, never an empty node: starting empty would hand held devices out twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from simnode.agent.errors import CheckpointError
+
+
+class ContainerAllocation(BaseModel):
+    """The devices of one resource given to one container, and what Allocate answered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resource: str
+    device_ids: tuple[str, ...]
+    envs: dict[str, str] = {}
+    mounts: tuple[tuple[str, str], ...] = ()
+    cdi_devices: tuple[str, ...] = ()
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = "v1"
+    # pod uid -> container name -> resource -> allocation
+    pods: dict[str, dict[str, dict[str, ContainerAllocation]]] = {}
+
+
+class Checkpoint:
+    """Allocations of one node, persisted at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._doc = self._load()
+
+    def _load(self) -> _Document:
+        if not self.path.exists():
+            return _Document()
+        try:
+            return _Document.model_validate(json.loads(self.path.read_text()))
+        except (ValueError, ValidationError) as err:
+            raise CheckpointError(
+                f"device checkpoint {self.path} is unreadable ({type(err).__name__}); "
+                "it was left in place: inspect or remove it") from err
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(self._doc.model_dump_json(indent=1))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def get(self, pod_uid: str, container: str, resource: str) -> ContainerAllocation | None:
+        return self._doc.pods.get(pod_uid, {}).get(container, {}).get(resource)
+
+    def pod(self, pod_uid: str) -> dict[str, dict[str, ContainerAllocation]]:
+        return self._doc.pods.get(pod_uid, {})
+
+    def pods(self) -> list[str]:
+        return list(self._doc.pods)
+
+    def held(self, resource: str) -> set[str]:
+        """Every device ID of ``resource`` that some container holds."""
+        return {device for containers in self._doc.pods.values()
+                for per_resource in containers.values()
+                for res, alloc in per_resource.items() if res == resource
+                for device in alloc.device_ids}
+
+    def holders(self) -> dict[str, str]:
+        """Device ID -> pod uid holding it."""
+        return {device: uid for uid, containers in self._doc.pods.items()
+                for per_resource in containers.values()
+                for alloc in per_resource.values() for device in alloc.device_ids}
+
+    def record(self, pod_uid: str, container: str, allocation: ContainerAllocation) -> None:
+        taken = self.holders()
+        clash = [d for d in allocation.device_ids if d in taken and taken[d] != pod_uid]
+        if clash:
+            raise CheckpointError(f"devices {clash} are already held by another pod")
+        per_container = self._doc.pods.setdefault(pod_uid, {}).setdefault(container, {})
+        per_container[allocation.resource] = allocation
+        self._save()
+
+    def release(self, pod_uid: str) -> None:
+        if self._doc.pods.pop(pod_uid, None) is not None:
+            self._save()
