@@ -253,6 +253,11 @@ class SimNode:
         self._execute(plan, targets)
         return plan
 
+    def mark_config_failed(self, name: str) -> None:
+        """Record that config ``name`` could not be applied (e.g. the config file is bad)."""
+        if (self._state.mig_config, self._state.mig_config_state) != (name, "failed"):
+            self._set_config_state(name, "failed", None)
+
     def _set_config_state(self, name: str, state: ConfigState,
                           pending: PendingApply | None) -> None:
         update = {"mig_config": name, "mig_config_state": state, "pending_apply": pending}

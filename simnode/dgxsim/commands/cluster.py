@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
 from dgxsim.controlplane import AlreadyRunningError, ControlPlane, ControlPlaneError
 from dgxsim.toolchain import bin_dir
+from gpumodel.node import DEFAULT_NODE_KIND
+from gpumodel.systems import system_catalog
 
-MAX_NODES_WITHOUT_AGENT = 0
+AGENT = "node-agent"
 
 
 def register(sub: Any) -> None:
@@ -21,6 +28,7 @@ def register(sub: Any) -> None:
                     help="simulated DGX nodes to start (default 0)")
     up.add_argument("--apiserver-port", type=non_negative_int, default=0, metavar="PORT",
                     help="kube-apiserver port on 127.0.0.1 (default: a free port)")
+    add_node_options(up)
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="show the control plane's components and health")
@@ -35,15 +43,77 @@ def register(sub: Any) -> None:
     add_state_dir(env)
     env.set_defaults(func=cmd_env)
 
+    agent = sub.add_parser("agent", help="run the node agent: N simulated nodes with their "
+                                         "device plugins, playing the kubelet (used by `up`)")
+    add_state_dir(agent)
+    agent.add_argument("--kubeconfig", type=Path, required=True, metavar="PATH")
+    agent.add_argument("--nodes", type=non_negative_int, required=True, metavar="N")
+    add_node_options(agent)
+    agent.add_argument("--log-level", default="INFO",
+                       choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    agent.set_defaults(func=cmd_agent)
+
 
 def _say(message: str) -> None:
     print(f"[dgxsim] {message}", flush=True)
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def add_node_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``up`` and ``agent``: what the simulated nodes are."""
+    kinds = sorted(k for k in system_catalog() if k.startswith("dgx-a100"))
+    parser.add_argument("--kind", choices=kinds, default=DEFAULT_NODE_KIND,
+                        help=f"node kind (default {DEFAULT_NODE_KIND})")
+    parser.add_argument("--mig-strategy", choices=("none", "single", "mixed"), default="mixed",
+                        help="how MIG devices are advertised, as NVIDIA's plugin does "
+                             "(default mixed)")
+    parser.add_argument("--mig-config", metavar="NAME", default=None,
+                        help="label new nodes nvidia.com/mig.config=NAME (e.g. all-balanced)")
+    parser.add_argument("--time-scale", type=positive_float, default=1.0, metavar="X",
+                        help="simulated seconds per wall-clock second (default 1)")
+
+
+def agent_argv(args: argparse.Namespace, plane: ControlPlane) -> list[str]:
+    argv = [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(plane.state_dir),
+            "--kubeconfig", str(plane.kubeconfig), "--nodes", str(args.nodes),
+            "--kind", args.kind, "--mig-strategy", args.mig_strategy,
+            "--time-scale", repr(args.time_scale)]
+    if args.mig_config:
+        argv += ["--mig-config", args.mig_config]
+    return argv
+
+
+def _nodes_ready(plane: ControlPlane, count: int) -> Callable[[httpx.Client], bool]:
+    def check(client: httpx.Client) -> bool:
+        nodes = plane.api_get(client, "/api/v1/nodes?labelSelector=dgxsim.io%2Fnode%3Dtrue")
+        if nodes is None:
+            return False
+        ready = [n for n in nodes.get("items", [])  # type: ignore[attr-defined]
+                 if any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in n.get("status", {}).get("conditions", []))
+                 and any(k.startswith("nvidia.com/") for k in n["status"].get("allocatable", {}))]
+        return len(ready) >= count
+
+    return check
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    if args.nodes > MAX_NODES_WITHOUT_AGENT:
-        raise CommandError(
-            f"--nodes {args.nodes}: this version has no node agent yet; use --nodes 0")
+    if args.mig_config:
+        from gpumodel.migparted import default_mig_configs
+
+        known = default_mig_configs().mig_configs
+        if args.mig_config not in known:
+            raise CommandError(f"--mig-config {args.mig_config}: no such config; known: "
+                               f"{', '.join(sorted(known))}")
     plane = ControlPlane(state_dir_of(args), apiserver_port=args.apiserver_port, progress=_say)
     started = time.monotonic()
     try:
@@ -56,6 +126,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     _say(f"control plane {state.version} ready at {state.server} "
          f"in {time.monotonic() - started:.1f}s")
+    if args.nodes:
+        _say(f"starting the node agent with {args.nodes} {args.kind} nodes")
+        t0 = time.monotonic()
+        try:
+            plane.start_extra(AGENT, agent_argv(args, plane), _nodes_ready(plane, args.nodes))
+        except ControlPlaneError as err:
+            raise CommandError(str(err)) from err
+        _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
     print(f"\nkubeconfig: {plane.kubeconfig}\n")
     print("Use it with:")
     print(f"  eval \"$(dgxsim env --state-dir {shlex.quote(str(plane.state_dir))})\"")
@@ -92,6 +170,22 @@ def cmd_down(args: argparse.Namespace) -> int:
         _say(f"stopped {', '.join(stopped)}; state kept in {plane.state_dir}")
     else:
         _say(f"nothing running in {plane.state_dir}")
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from dgxsim.kubeletless import AgentOptions, run_agent
+
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = AgentOptions(
+        state_dir=state_dir_of(args), kubeconfig=args.kubeconfig, nodes=args.nodes,
+        kind=args.kind, strategy=args.mig_strategy, mig_config=args.mig_config,
+        time_scale=args.time_scale)
+    asyncio.run(run_agent(options))
     return 0
 
 

@@ -315,6 +315,47 @@ class ControlPlane:
         raise ControlPlaneError(
             f"{name} not ready after {READY_TIMEOUT_S:.0f}s ({last}); see {record.log}")
 
+    # ------------------------------------------------------------ extra processes
+
+    def start_extra(self, name: str, argv: list[str], ready: Callable[[httpx.Client], bool],
+                    timeout_s: float = READY_TIMEOUT_S) -> ProcessRecord:
+        """Start one more managed process (the node agent) and wait for ``ready``.
+
+        It is recorded with the control plane, so ``status`` shows it and
+        ``down`` stops it first. If it does not get ready, everything is stopped.
+        """
+        state = self.load_state()
+        if state is None:
+            raise ControlPlaneError("no control plane is running to add " + name + " to")
+        record, _ = spawn(name, argv, self.logs_dir / f"{name}.log")
+        self._save_state(state.model_copy(update={"processes": [*state.processes, record]}))
+        deadline = time.monotonic() + timeout_s
+        try:
+            with self._client(self.pki) as client:
+                while not ready(client):
+                    if not is_alive(record):
+                        last_line = (log_tail(record.log, 1) or "no output")[:300]
+                        raise ControlPlaneError(
+                            f"{name} exited during start-up ({last_line}); see {record.log}")
+                    if time.monotonic() > deadline:
+                        raise ControlPlaneError(
+                            f"{name} not ready after {timeout_s:.0f}s; see {record.log}")
+                    time.sleep(0.25)
+        except BaseException:
+            self.down()
+            raise
+        return record
+
+    def api_get(self, client: httpx.Client, path: str) -> dict[str, object] | None:
+        state = self.load_state()
+        if state is None:
+            return None
+        try:
+            resp = client.get(state.server + path)
+        except httpx.HTTPError:
+            return None
+        return resp.json() if resp.status_code == 200 else None
+
     # ------------------------------------------------------------ status / down
 
     def health(self) -> dict[str, str]:
@@ -328,11 +369,7 @@ class ControlPlane:
                 if not is_alive(record):
                     report[record.name] = f"stopped (pid {record.pid})"
                     continue
-                try:
-                    resp = client.get(self._health_url(record.name, state.ports))
-                    health = "ok" if resp.status_code == 200 else f"HTTP {resp.status_code}"
-                except httpx.HTTPError as err:
-                    health = type(err).__name__
+                health = self._health_of(client, record, state.ports)
                 report[record.name] = f"running (pid {record.pid}), health {health}"
         return report
 
@@ -348,6 +385,15 @@ class ControlPlane:
                 stopped.append(record.name)
         self._state_path().unlink(missing_ok=True)
         return stopped
+
+    def _health_of(self, client: httpx.Client, record: ProcessRecord, ports: Ports) -> str:
+        if record.name not in COMPONENTS:
+            return "ok"
+        try:
+            resp = client.get(self._health_url(record.name, ports))
+        except httpx.HTTPError as err:
+            return type(err).__name__
+        return "ok" if resp.status_code == 200 else f"HTTP {resp.status_code}"
 
 
 class AlreadyRunningError(ControlPlaneError):

@@ -1,0 +1,147 @@
+"""Kubelet-less mode: N simulated DGX nodes, each with its device plugin, in one process.
+
+This is the only place where simnode and the device plugin meet, and they
+meet as they would on a real node: the plugin reads the node's inventory (an
+in-process feed of simnode's published document) and speaks the kubelet gRPC
+API over Unix sockets to the node agent's device manager, which plays the
+kubelet. Per node:
+
+    SimNode --inventory--> InventoryFeed --> NodePlugin (gRPC servers)
+                                                 |  Register / ListAndWatch / Allocate
+    NodeController, PodController <------ DeviceManager (kubelet.sock)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import shutil
+import signal
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from deviceplugin.server import NodePlugin
+from deviceplugin.servicer import AllocateContext
+from deviceplugin.source import InventoryFeed
+from gpumodel.labels import MigStrategy
+from gpumodel.node import DEFAULT_NODE_KIND
+from simnode.agent.checkpoint import Checkpoint
+from simnode.agent.kube import Kube
+from simnode.agent.kubelet import DeviceManager
+from simnode.agent.nodes import NodeController
+from simnode.agent.runner import NodeAgent
+from simnode.node import SimNode
+from simnode.store import NodeStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """What ``dgxsim agent`` (and ``dgxsim up --nodes``) runs."""
+
+    state_dir: Path
+    kubeconfig: Path
+    nodes: int
+    kind: str = DEFAULT_NODE_KIND
+    strategy: MigStrategy = "mixed"
+    mig_config: str | None = None
+    time_scale: float = 1.0
+    name_prefix: str = "dgx"
+
+
+def node_names(options: AgentOptions) -> list[str]:
+    return [f"{options.name_prefix}-{i}" for i in range(options.nodes)]
+
+
+def runtime_dir(state_dir: Path) -> Path:
+    """A short directory for Unix sockets (paths are limited to 107 bytes)."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"dgxsim-{digest}"
+
+
+def open_node(state_dir: Path, name: str, kind: str) -> SimNode:
+    store = NodeStore(state_dir / "nodes" / name)
+    if store.exists():
+        return SimNode.open(store)
+    return SimNode.create(name, kind, store)
+
+
+@dataclass
+class NodeWiring:
+    sim: SimNode
+    feed: InventoryFeed
+    plugin: NodePlugin
+    devices: DeviceManager
+    controller: NodeController
+    follower: asyncio.Task[None] | None = None
+
+
+async def _feed_from(sim: SimNode, feed: InventoryFeed) -> None:
+    queue, unsubscribe = sim.changes()
+    try:
+        while True:
+            await queue.get()
+            while not queue.empty():
+                queue.get_nowait()
+            await feed.publish(sim.inventory())
+    finally:
+        unsubscribe()
+
+
+def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path) -> NodeWiring:
+    sim = open_node(options.state_dir, name, options.kind)
+    plugin_dir = sockets / name
+    devices = DeviceManager(name, plugin_dir,
+                            Checkpoint(options.state_dir / "nodes" / name / "devices.json"))
+    feed = InventoryFeed(sim.inventory())
+    smi = shutil.which("nvidia-smi")
+    context = AllocateContext(name, f"dgxsim://{options.state_dir / 'nodes' / name}", smi)
+    plugin = NodePlugin(feed, plugin_dir, options.strategy, context)
+    controller = NodeController(kube, sim, devices, options.strategy, options.mig_config)
+    return NodeWiring(sim, feed, plugin, devices, controller)
+
+
+async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) -> None:
+    """Run every node until ``stop`` is set (or SIGTERM/SIGINT)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    kube = await Kube.from_kubeconfig(options.kubeconfig)
+    sockets = runtime_dir(options.state_dir)
+    wirings = [wire_node(kube, options, name, sockets) for name in node_names(options)]
+    agent = NodeAgent.build(kube, [w.controller for w in wirings], options.time_scale)
+    try:
+        for w in wirings:
+            await w.devices.start()
+            await w.plugin.start()
+            w.follower = asyncio.create_task(_feed_from(w.sim, w.feed))
+        await _wait_registered(wirings)
+        await agent.start()
+        log.info("%d nodes up", len(wirings))
+        print(f"node agent ready: {len(wirings)} nodes", flush=True)
+        await stop.wait()
+    finally:
+        await agent.stop()
+        for w in wirings:
+            if w.follower is not None:
+                w.follower.cancel()
+            await w.plugin.stop()
+            await w.devices.stop()
+        await kube.close()
+
+
+async def _wait_registered(wirings: list[NodeWiring], timeout_s: float = 30.0) -> None:
+    """Wait until each node's device manager has heard every advertised resource once."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    for w in wirings:
+        while set(w.devices.endpoints) != set(w.plugin.servers) or not all(
+                e.first_list.is_set() for e in w.devices.endpoints.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{w.sim.name}: device plugins did not register in time")
+            await asyncio.sleep(0.01)

@@ -1,0 +1,210 @@
+"""One simulated node's side of the API server: its Node object, Lease and MIG label protocol.
+
+A :class:`NodeController` keeps the Node object true to the node: labels as
+gpu-feature-discovery writes them, the inventory annotation the operator
+reads, capacity and allocatable from the device plugins' ListAndWatch (through
+the device manager) plus cpu, memory and pods from the hardware. It renews the
+node's Lease every 10 s as the kubelet does. In the role of NVIDIA's
+mig-manager it answers the ``nvidia.com/mig.config`` label: state ``pending``,
+then the per-GPU plan through the MIG engine (``rebooting`` while a GPU resets
+into or out of MIG mode), then ``success``, or ``failed`` with an event that
+names what blocked it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpumodel.labels import (
+    INVENTORY_ANNOTATION,
+    MIG_CONFIG,
+    MIG_CONFIG_STATE,
+    MigStrategy,
+    gfd_labels,
+    label_patch,
+)
+from gpumodel.migparted import MigPartedConfig, parse_mig_parted_config
+from simnode.agent.kube import Kube
+from simnode.agent.kubelet import DeviceManager
+from simnode.agent.objects import node_object, node_status
+from simnode.errors import ApplyBlockedError, SimnodeError
+from simnode.node import SimNode
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+LEASE_DURATION_S = 40
+LEASE_RENEW_S = 10.0
+STATUS_HEARTBEAT_S = 60.0
+DEBOUNCE_S = 0.02
+CONFIG_NAMESPACE = "dgxsim-system"
+CONFIG_MAP = "dgxsim-mig-configs"
+CONFIG_KEY = "config.yaml"
+
+
+@dataclass
+class NodeController:
+    """The API-server side of one simulated node."""
+
+    kube: Kube
+    sim: SimNode
+    devices: DeviceManager
+    strategy: MigStrategy
+    initial_mig_config: str | None = None
+    uid: str | None = None
+    _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _sent_status: JSON | None = None
+    _labels: dict[str, str] = field(default_factory=dict)
+    _annotation: str | None = None
+    _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.sim.name
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    async def start(self) -> None:
+        await self._ensure_node()
+        await self._sync()
+        self.sim.subscribe(lambda _event: self.mark_dirty())
+        self._tasks = [asyncio.create_task(self._lease_loop(), name=f"lease {self.name}"),
+                       asyncio.create_task(self._status_loop(), name=f"status {self.name}")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _ensure_node(self) -> None:
+        node = await self.kube.get_node(self.name)
+        if node is None:
+            extra = {MIG_CONFIG: self.initial_mig_config} if self.initial_mig_config else {}
+            body = node_object(self.sim.hardware, {**self._wanted_labels(), **extra},
+                               {INVENTORY_ANNOTATION: self._inventory_json()})
+            node = await self.kube.create_node(body)
+            log.info("created Node %s", self.name)
+        self.uid = node["metadata"]["uid"]
+        self._labels = dict(node["metadata"].get("labels") or {})
+        self._annotation = (node["metadata"].get("annotations") or {}).get(INVENTORY_ANNOTATION)
+
+    def _wanted_labels(self) -> dict[str, str]:
+        gpu = self.sim.hardware.gpus[0].device
+        return gfd_labels(self.sim.inventory(), self.strategy, gpu)
+
+    def _inventory_json(self) -> str:
+        return self.sim.inventory().model_dump_json(exclude_none=True)
+
+    async def _sync(self) -> None:
+        """Send labels, the inventory annotation and status where they changed."""
+        patch: JSON = {}
+        labels = label_patch(self._labels, self._wanted_labels())
+        state = self.sim.state.mig_config_state
+        if state and self._labels.get(MIG_CONFIG_STATE) != state:
+            labels[MIG_CONFIG_STATE] = state
+        if labels:
+            patch["labels"] = labels
+        inventory = self._inventory_json()
+        if inventory != self._annotation:
+            patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
+        if patch:
+            node = await self.kube.patch_node(self.name, {"metadata": patch})
+            self._labels = dict(node["metadata"].get("labels") or {})
+            self._annotation = inventory
+        await self._send_status(force=False)
+
+    async def _send_status(self, force: bool) -> None:
+        status = node_status(self.sim.hardware, self.devices.capacity(),
+                             self.devices.allocatable())
+        resources = (status["status"]["capacity"], status["status"]["allocatable"])
+        if not force and self._sent_status == {"r": resources}:
+            return
+        await self.kube.patch_node_status(self.name, status)
+        self._sent_status = {"r": resources}
+
+    async def _status_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=STATUS_HEARTBEAT_S)
+                await asyncio.sleep(DEBOUNCE_S)
+                self._dirty.clear()
+                await self._sync()
+            except TimeoutError:
+                await self._send_status(force=True)
+            except Exception:
+                log.exception("%s: status update failed; retrying", self.name)
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await self.kube.renew_lease(self.name, LEASE_DURATION_S, self.uid)
+            except Exception:
+                log.exception("%s: lease renewal failed", self.name)
+            await asyncio.sleep(LEASE_RENEW_S)
+
+    # ------------------------------------------------------------ Node watch
+
+    async def on_node_event(self, kind: str, node: JSON) -> None:
+        """React to our Node object as seen by the watch: deletion, MIG config label."""
+        if kind == "DELETED":
+            log.warning("Node %s was deleted; registering it again", self.name)
+            self._labels, self._annotation, self._sent_status = {}, None, None
+            await self._ensure_node()
+            await self._sync()
+            return
+        self._labels = dict(node["metadata"].get("labels") or {})
+        wanted = self._labels.get(MIG_CONFIG)
+        if wanted and (wanted != self.sim.state.mig_config
+                       or self._labels.get(MIG_CONFIG_STATE) is None):
+            await self.apply_mig_config(wanted, node)
+        else:
+            self.mark_dirty()
+
+    async def apply_mig_config(self, name: str, node: JSON) -> None:
+        async with self._applying:
+            if name == self.sim.state.mig_config and self.sim.state.mig_config_state in (
+                    "success", "failed") and self._labels.get(MIG_CONFIG_STATE) is not None:
+                return
+            await self.kube.patch_node(self.name, {"metadata": {"labels": {
+                MIG_CONFIG_STATE: "pending"}}})
+            try:
+                config = await self._load_configs()
+                plan = self.sim.apply(name, config)
+                await self.kube.event(node, "MigConfigApplied", plan.describe()[:1000],
+                                      host=self.name)
+            except ApplyBlockedError as err:
+                owners = sorted({b.owner for b in err.blockers})
+                await self.kube.event(
+                    node, "MigConfigBlocked",
+                    f"{err}; blocking pods: {', '.join(owners)}", "Warning", host=self.name)
+                await self._fail(name)
+            except (SimnodeError, ValueError, KeyError) as err:
+                await self.kube.event(node, "MigConfigFailed", str(err), "Warning",
+                                      host=self.name)
+                await self._fail(name)
+            await self._sync()
+
+    async def _fail(self, name: str) -> None:
+        await self.kube.patch_node(self.name, {"metadata": {"labels": {
+            MIG_CONFIG_STATE: "failed"}}})
+        self._labels[MIG_CONFIG_STATE] = "failed"
+        self.sim.mark_config_failed(name)
+
+    async def _load_configs(self) -> MigPartedConfig | None:
+        """The mig-parted ConfigMap if it exists (parse errors raise), else the defaults."""
+        cm = await self.kube.read_configmap(CONFIG_NAMESPACE, CONFIG_MAP)
+        if cm is None:
+            return None
+        text = (cm.get("data") or {}).get(CONFIG_KEY)
+        if text is None:
+            raise ValueError(f"ConfigMap {CONFIG_NAMESPACE}/{CONFIG_MAP} has no {CONFIG_KEY}")
+        return parse_mig_parted_config(text, f"ConfigMap {CONFIG_NAMESPACE}/{CONFIG_MAP}")

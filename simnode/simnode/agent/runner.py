@@ -1,0 +1,137 @@
+"""The node agent: one asyncio process that plays the kubelet for many simulated nodes.
+
+It starts a :class:`~simnode.agent.nodes.NodeController` per node (Node object,
+Lease, labels, MIG label protocol) and one :class:`~simnode.agent.pods.PodController`
+for all of them, then follows two watches, as KWOK does: pods bound to any
+node (filtered to its own) and its own Node objects. A watch that ends or
+fails is listed again and resumed; nothing is missed because each restart
+starts from a fresh list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from simnode.agent.kube import Kube
+from simnode.agent.nodes import NodeController
+from simnode.agent.pods import NodePods, PodController
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+RETRY_S = 1.0
+POD_SELECTOR = "spec.nodeName!="
+NODE_SELECTOR = "dgxsim.io/node=true"
+
+
+@dataclass
+class NodeAgent:
+    """Drives every simulated node of this process."""
+
+    kube: Kube
+    controllers: dict[str, NodeController]
+    pods: PodController
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def build(cls, kube: Kube, controllers: list[NodeController], time_scale: float,
+              predictor: Any = None) -> NodeAgent:
+        table = {c.name: c for c in controllers}
+        pods = PodController(kube, {c.name: NodePods(c.sim, c.devices) for c in controllers},
+                             time_scale=time_scale, predictor=predictor)
+        return cls(kube, table, pods)
+
+    async def start(self) -> None:
+        for controller in self.controllers.values():
+            controller.devices.on_change = _async(controller.mark_dirty)
+            await controller.start()
+        items, _ = await self.kube.list_pods(POD_SELECTOR)
+        await self.pods.reconcile([p for p in items
+                                   if p["spec"].get("nodeName") in self.controllers])
+        self._tasks = [
+            asyncio.create_task(self._follow_pods(), name="watch pods"),
+            asyncio.create_task(self._follow_nodes(), name="watch nodes"),
+        ]
+        self.ready.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.pods.stop()
+        for controller in self.controllers.values():
+            await controller.stop()
+
+    async def _follow_pods(self) -> None:
+        while True:
+            try:
+                items, version = await self.kube.list_pods(POD_SELECTOR)
+                for pod in items:
+                    await self.pods.on_pod_event("ADDED", pod)
+                async for kind, pod in self.kube.watch_pods(POD_SELECTOR, version):
+                    if kind == "ERROR":
+                        break
+                    if kind != "BOOKMARK":
+                        await self.pods.on_pod_event(kind, pod)
+            except (ApiException, OSError, ValueError) as err:
+                log.warning("pod watch ended (%s); listing again", err)
+                await asyncio.sleep(RETRY_S)
+
+    async def _follow_nodes(self) -> None:
+        while True:
+            try:
+                data = await self.kube._json(await self.kube.core.list_node(
+                    label_selector=NODE_SELECTOR, _preload_content=False))
+                seen = set()
+                for node in data["items"]:
+                    seen.add(node["metadata"]["name"])
+                    await self._node_event("MODIFIED", node)
+                for missing in set(self.controllers) - seen:
+                    await self.controllers[missing].on_node_event("DELETED", {})
+                version = data["metadata"]["resourceVersion"]
+                response = await self.kube.core.list_node(
+                    label_selector=NODE_SELECTOR, watch=True, resource_version=version,
+                    allow_watch_bookmarks=True, timeout_seconds=300, _preload_content=False)
+                if response.status != 200:
+                    await self.kube._json(response)
+                async with response:
+                    async for line in response.content:
+                        event = _decode(line)
+                        if event is None or event[0] == "BOOKMARK":
+                            continue
+                        if event[0] == "ERROR":
+                            break
+                        await self._node_event(*event)
+            except (ApiException, OSError, ValueError) as err:
+                log.warning("node watch ended (%s); listing again", err)
+                await asyncio.sleep(RETRY_S)
+
+    async def _node_event(self, kind: str, node: JSON) -> None:
+        controller = self.controllers.get(node.get("metadata", {}).get("name", ""))
+        if controller is not None:
+            await controller.on_node_event(kind, node)
+
+
+def _decode(line: bytes) -> tuple[str, JSON] | None:
+    import json
+
+    if not line.strip():
+        return None
+    event = json.loads(line)
+    return str(event["type"]), event["object"]
+
+
+def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        fn()
+
+    return call
