@@ -53,3 +53,52 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
         if text in cmdline and state != "Z":
             found.append((int(entry.name), cmdline.strip()))
     return found
+
+
+class AgentProcess:
+    """``dgxsim agent`` as a subprocess against a test cluster: N nodes named PREFIX-i."""
+
+    def __init__(self, cluster: Cluster, state_dir: Path, nodes: int, prefix: str,
+                 *extra: str) -> None:
+        self.cluster, self.state_dir, self.nodes, self.prefix = cluster, state_dir, nodes, prefix
+        self.extra = extra
+        self.log = state_dir / "agent.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{self.prefix}-{i}" for i in range(self.nodes)]
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        import sys
+        import time
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(self.state_dir),
+                 "--kubeconfig", str(self.cluster.kubeconfig), "--nodes", str(self.nodes),
+                 "--name-prefix", self.prefix, *self.extra],
+                stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited: {self.log.read_text()[-2000:]}")
+            if b"node agent ready" in self.log.read_bytes():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"agent not ready: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def delete_nodes(self) -> None:
+        for name in self.names:
+            self.cluster.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false")

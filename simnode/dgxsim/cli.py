@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "dgxsim.commands.node",
     "dgxsim.commands.mig",
     "dgxsim.commands.nvidia_smi",
+    "dgxsim.commands.fault",
 )
 
 

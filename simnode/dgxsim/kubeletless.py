@@ -33,6 +33,7 @@ from simnode.agent.kube import Kube
 from simnode.agent.kubelet import DeviceManager
 from simnode.agent.nodes import NodeController
 from simnode.agent.runner import NodeAgent
+from simnode.errors import SimnodeError
 from simnode.node import SimNode
 from simnode.store import NodeStore
 
@@ -78,6 +79,7 @@ class NodeWiring:
     devices: DeviceManager
     controller: NodeController
     follower: asyncio.Task[None] | None = None
+    refresher: asyncio.Task[None] | None = None
 
 
 async def _feed_from(sim: SimNode, feed: InventoryFeed) -> None:
@@ -90,6 +92,33 @@ async def _feed_from(sim: SimNode, feed: InventoryFeed) -> None:
             await feed.publish(sim.inventory())
     finally:
         unsubscribe()
+
+
+REFRESH_S = 0.25
+
+
+async def _refresh_from_disk(sim: SimNode) -> None:
+    """Pick up changes other processes write to the node's state file.
+
+    ``dgxsim fault inject``, ``dgxsim mig apply`` and ``nvidia-smi mig -cgi`` run
+    as separate processes on the same state directory; the agent follows them.
+    """
+    if sim.store is None:
+        return
+    path = sim.store.path
+    last = path.stat().st_mtime_ns if path.exists() else 0
+    while True:
+        await asyncio.sleep(REFRESH_S)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            continue
+        if mtime != last:
+            last = mtime
+            try:
+                sim.refresh()
+            except SimnodeError as err:
+                log.error("%s: cannot reload %s: %s", sim.name, path, err)
 
 
 def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path) -> NodeWiring:
@@ -121,6 +150,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
             await w.devices.start()
             await w.plugin.start()
             w.follower = asyncio.create_task(_feed_from(w.sim, w.feed))
+            w.refresher = asyncio.create_task(_refresh_from_disk(w.sim))
         await _wait_registered(wirings)
         await agent.start()
         log.info("%d nodes up", len(wirings))
@@ -129,8 +159,9 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     finally:
         await agent.stop()
         for w in wirings:
-            if w.follower is not None:
-                w.follower.cancel()
+            for task in (w.follower, w.refresher):
+                if task is not None:
+                    task.cancel()
             await w.plugin.stop()
             await w.devices.stop()
         await kube.close()

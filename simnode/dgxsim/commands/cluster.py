@@ -49,6 +49,8 @@ def register(sub: Any) -> None:
     agent.add_argument("--kubeconfig", type=Path, required=True, metavar="PATH")
     agent.add_argument("--nodes", type=non_negative_int, required=True, metavar="N")
     add_node_options(agent)
+    agent.add_argument("--name-prefix", default="dgx", metavar="PREFIX",
+                       help="nodes are named PREFIX-0 .. PREFIX-(N-1) (default dgx)")
     agent.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     agent.set_defaults(func=cmd_agent)
@@ -184,7 +186,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     options = AgentOptions(
         state_dir=state_dir_of(args), kubeconfig=args.kubeconfig, nodes=args.nodes,
         kind=args.kind, strategy=args.mig_strategy, mig_config=args.mig_config,
-        time_scale=args.time_scale)
+        time_scale=args.time_scale, name_prefix=args.name_prefix)
     asyncio.run(run_agent(options))
     return 0
 

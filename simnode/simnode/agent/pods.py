@@ -145,7 +145,10 @@ class PodController:
                               host=pod["spec"]["nodeName"])
 
     async def _admit(self, pod: JSON, node: NodePods) -> dict[str, tuple[str, ...]]:
-        """Allocate every container's devices; all or nothing."""
+        """Allocate every container's devices; all or nothing.
+
+        Returns resource -> device IDs; the Allocate answers stay in the checkpoint.
+        """
         meta = pod["metadata"]
         uid = meta["uid"]
         held: dict[str, tuple[str, ...]] = {}
@@ -166,7 +169,13 @@ class PodController:
                         duration_s: float | None, reason: str) -> None:
         meta = pod["metadata"]
         listed = "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
-        patch: JSON = {"metadata": {"annotations": {"dgxsim.io/devices": listed}}}
+        annotations = {"dgxsim.io/devices": listed}
+        node = self.nodes[pod["spec"]["nodeName"]]
+        for container, per_resource in node.devices.checkpoint.pod(meta["uid"]).items():
+            visible = [a.envs.get("NVIDIA_VISIBLE_DEVICES", "") for a in per_resource.values()]
+            annotations[f"dgxsim.io/env.{container}.NVIDIA_VISIBLE_DEVICES"] = ",".join(
+                v for v in visible if v)
+        patch: JSON = {"metadata": {"annotations": annotations}}
         if duration_s is not None:
             patch["metadata"]["annotations"][PREDICTED] = f"{duration_s:.3f}"
         await self.kube.patch_pod(meta["namespace"], meta["name"], patch)

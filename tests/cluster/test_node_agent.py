@@ -1,0 +1,223 @@
+"""The node agent and device plugins on the real control plane (kubelet-less mode)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube import AgentProcess, Cluster
+
+from gpumodel.node import build_node_hardware
+
+TIMEOUT_S = 120.0
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float = TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def agent(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[AgentProcess]:
+    process = AgentProcess(control_plane, tmp_path_factory.mktemp("agent"), 2, "dgxa",
+                           "--time-scale", "1")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        process.delete_nodes()
+
+
+@pytest.fixture
+def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "t-" + request.node.name.replace("_", "-")[:40].strip("-").lower()
+    control_plane.kubectl("create", "namespace", name)
+    wait_for("default service account", lambda: control_plane.kubectl(
+        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def job(name: str, resource: str, count: int, duration: str, completions: int = 1,
+        node_prefix: str = "dgxa", annotations: dict[str, str] | None = None) -> str:
+    return json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {
+            "completions": completions, "parallelism": completions, "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": {"dgxsim.io/duration": duration,
+                                             **(annotations or {})}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "nodeSelector": {"dgxsim.io/node": "true"},
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [{
+                            "key": "kubernetes.io/hostname", "operator": "In",
+                            "values": [f"{node_prefix}-0", f"{node_prefix}-1"]}]}]}}},
+                    "containers": [{"name": "main", "image": "dgxsim/workload",
+                                    "resources": {"limits": {resource: str(count)}}}],
+                },
+            },
+        },
+    })
+
+
+def pods(cluster: Cluster, namespace: str, selector: str) -> list[dict[str, Any]]:
+    return list(cluster.kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"])
+
+
+def job_complete(cluster: Cluster, namespace: str, name: str) -> bool:
+    status = cluster.kubectl_json("get", "job", name, "-n", namespace).get("status", {})
+    return any(c["type"] == "Complete" and c["status"] == "True"
+               for c in status.get("conditions", []))
+
+
+def allocatable(cluster: Cluster, node: str) -> dict[str, str]:
+    return dict(cluster.kubectl_json("get", "node", node)["status"]["allocatable"])
+
+
+def test_nodes_are_ready_dgx_nodes_with_eight_gpus(control_plane: Cluster,
+                                                   agent: AgentProcess) -> None:
+    for name in agent.names:
+        node = control_plane.kubectl_json("get", "node", name)
+        ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready[0]["status"] == "True"
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+        labels = node["metadata"]["labels"]
+        assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-40GB"
+        assert labels["nvidia.com/gpu.count"] == "8"
+        assert labels["nvidia.com/mig.capable"] == "true"
+        assert labels["nvidia.com/mig.strategy"] == "mixed"
+        assert "dgxsim.io/inventory" in node["metadata"]["annotations"]
+    lease = control_plane.kubectl_json("get", "lease", agent.names[0], "-n", "kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == agent.names[0]
+
+
+def test_two_gpu_job_completes_on_gpus_under_one_pcie_switch(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-",
+                          stdin=job("two-gpus", "nvidia.com/gpu", 2, "2s"))
+    wait_for("job completion", lambda: job_complete(control_plane, namespace, "two-gpus"))
+    (pod,) = pods(control_plane, namespace, "job-name=two-gpus")
+    assert pod["status"]["phase"] == "Succeeded"
+    annotations = pod["metadata"]["annotations"]
+    visible = annotations["dgxsim.io/env.main.NVIDIA_VISIBLE_DEVICES"].split(",")
+    assert len(visible) == 2
+    gpus = {g.uuid: g for g in build_node_hardware(pod["spec"]["nodeName"]).gpus}
+    assert all(v in gpus for v in visible), "NVIDIA_VISIBLE_DEVICES holds the GPUs' UUIDs"
+    assert len({gpus[v].pcie_switch for v in visible}) == 1
+    assert float(annotations["dgxsim.io/predicted-duration-s"]) == 2.0
+
+
+def _relabel(cluster: Cluster, agent: AgentProcess, config: str) -> None:
+    for name in agent.names:
+        cluster.kubectl("label", "node", name, f"nvidia.com/mig.config={config}", "--overwrite")
+    for name in agent.names:
+        wait_for(f"{name} {config}", lambda n=name: cluster.kubectl_json("get", "node", n)[
+            "metadata"]["labels"].get("nvidia.com/mig.config.state") == "success")
+
+
+def test_balanced_nodes_run_32_slices_and_the_33rd_waits(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    _relabel(control_plane, agent, "all-balanced")
+    for name in agent.names:
+        assert {k: v for k, v in allocatable(control_plane, name).items()
+                if k.startswith("nvidia.com/")} == {
+            "nvidia.com/gpu": "0", "nvidia.com/mig-1g.5gb": "16",
+            "nvidia.com/mig-2g.10gb": "8", "nvidia.com/mig-3g.20gb": "8"}
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
+        "slices", "nvidia.com/mig-1g.5gb", 1, "15s", completions=33))
+
+    def running_and_pending() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        items = pods(control_plane, namespace, "job-name=slices")
+        running = [p for p in items if p["status"].get("phase") == "Running"]
+        pending = [p for p in items if p["status"].get("phase") == "Pending"]
+        return (running, pending) if len(running) == 32 and len(pending) == 1 else None
+
+    running, pending = wait_for("32 running, 1 pending", running_and_pending)
+    scheduled = next(c for c in pending[0]["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert scheduled["status"] == "False"
+    assert "Insufficient nvidia.com/mig-1g.5gb" in scheduled["message"]
+    held = [p["metadata"]["annotations"]["dgxsim.io/env.main.NVIDIA_VISIBLE_DEVICES"]
+            for p in running]
+    assert len(set(held)) == 32, "no MIG device is given to two pods"
+    wait_for("33 completions", lambda: job_complete(control_plane, namespace, "slices"))
+    _relabel(control_plane, agent, "all-disabled")
+
+
+def test_agent_restart_keeps_allocations_and_loses_no_pod(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
+        "survivor", "nvidia.com/gpu", 2, "12s", completions=6))
+    running = wait_for("6 running", lambda: (lambda ps: ps if len(ps) == 6 else None)(
+        [p for p in pods(control_plane, namespace, "job-name=survivor")
+         if p["status"].get("phase") == "Running"]))
+    before = {p["metadata"]["uid"]: p["metadata"]["annotations"][
+        "dgxsim.io/env.main.NVIDIA_VISIBLE_DEVICES"] for p in running}
+    agent.stop()
+    agent.start()
+    wait_for("job completion", lambda: job_complete(control_plane, namespace, "survivor"))
+    after = pods(control_plane, namespace, "job-name=survivor")
+    assert {p["metadata"]["uid"] for p in after} == set(before), "no pod lost or replaced"
+    devices = [d for held in before.values() for d in held.split(",")]
+    assert len(devices) == len(set(devices)) == 12, "no device given out twice"
+    for pod in after:
+        annotation = pod["metadata"]["annotations"]["dgxsim.io/env.main.NVIDIA_VISIBLE_DEVICES"]
+        assert annotation == before[pod["metadata"]["uid"]]
+
+
+def test_unknown_mig_profile_stays_pending_with_the_schedulers_reason(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
+        "no-such-slice", "nvidia.com/mig-9g.99gb", 1, "1s"))
+    pod = wait_for("FailedScheduling", lambda: next(iter(
+        [p for p in pods(control_plane, namespace, "job-name=no-such-slice")
+         if any(c["type"] == "PodScheduled" and c["status"] == "False"
+                for c in p["status"].get("conditions", []))]), None))
+    condition = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert "Insufficient nvidia.com/mig-9g.99gb" in condition["message"]
+    for name in agent.names:
+        assert allocatable(control_plane, name)["nvidia.com/gpu"] == "8"
+
+
+def test_malformed_annotation_fails_the_pod_with_the_reason(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
+        "bad-duration", "nvidia.com/gpu", 1, "soon"))
+    pod = wait_for("failed pod", lambda: next(iter(
+        [p for p in pods(control_plane, namespace, "job-name=bad-duration")
+         if p["status"].get("phase") == "Failed"]), None))
+    assert pod["status"]["reason"] == "InvalidWorkload"
+    assert "dgxsim.io/duration: 'soon' is not a duration" in pod["status"]["message"]
+    events = control_plane.kubectl_json("get", "events", "-n", namespace, "--field-selector",
+                                        f"involvedObject.name={pod['metadata']['name']}")
+    assert any(e["reason"] == "InvalidWorkload" for e in events["items"])
+    wait_for("device released", lambda: all(
+        allocatable(control_plane, n)["nvidia.com/gpu"] == "8" for n in agent.names))
+
+
+def test_fault_injection_flips_health_both_ways(
+        control_plane: Cluster, agent: AgentProcess, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    node = agent.names[1]
+    base = [sys.executable, "-m", "dgxsim", "fault"]
+    args = ["--state-dir", str(agent.state_dir), "--node", node, "--gpu", "6"]
+    subprocess.run([*base, "inject", *args, "--xid", "79"], check=True, capture_output=True)
+    wait_for("unhealthy GPU", lambda: allocatable(control_plane, node)["nvidia.com/gpu"] == "7")
+    capacity = control_plane.kubectl_json("get", "node", node)["status"]["capacity"]
+    assert capacity["nvidia.com/gpu"] == "8"
+    subprocess.run([*base, "clear", *args], check=True, capture_output=True)
+    wait_for("healthy again", lambda: allocatable(control_plane, node)["nvidia.com/gpu"] == "8")
