@@ -61,8 +61,8 @@ def job(name: str, resource: str, count: int, duration: str, completions: int = 
                 "spec": {
                     "restartPolicy": "Never",
                     "nodeSelector": {"dgxsim.io/node": "true"},
-                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [{
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                        {"nodeSelectorTerms": [{"matchExpressions": [{
                             "key": "kubernetes.io/hostname", "operator": "In",
                             "values": [f"{node_prefix}-0", f"{node_prefix}-1"]}]}]}}},
                     "containers": [{"name": "main", "image": "dgxsim/workload",
@@ -160,9 +160,12 @@ def test_agent_restart_keeps_allocations_and_loses_no_pod(
         control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
         "survivor", "nvidia.com/gpu", 2, "12s", completions=6))
-    running = wait_for("6 running", lambda: (lambda ps: ps if len(ps) == 6 else None)(
-        [p for p in pods(control_plane, namespace, "job-name=survivor")
-         if p["status"].get("phase") == "Running"]))
+    def six_running() -> list[dict[str, Any]] | None:
+        found = [p for p in pods(control_plane, namespace, "job-name=survivor")
+                 if p["status"].get("phase") == "Running"]
+        return found if len(found) == 6 else None
+
+    running = wait_for("6 running", six_running)
     before = {p["metadata"]["uid"]: p["metadata"]["annotations"][
         "dgxsim.io/env.main.NVIDIA_VISIBLE_DEVICES"] for p in running}
     agent.stop()
