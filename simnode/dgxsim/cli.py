@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "dgxsim.commands.mig",
     "dgxsim.commands.nvidia_smi",
     "dgxsim.commands.fault",
+    "dgxsim.commands.workload",
 )
 
 

@@ -33,6 +33,7 @@ from simnode.agent.kube import Kube
 from simnode.agent.kubelet import DeviceManager
 from simnode.agent.nodes import NodeController
 from simnode.agent.runner import NodeAgent
+from simnode.endpoint import NodeEndpoint
 from simnode.errors import SimnodeError
 from simnode.node import SimNode
 from simnode.store import NodeStore
@@ -121,6 +122,10 @@ async def _refresh_from_disk(sim: SimNode) -> None:
                 log.error("%s: cannot reload %s: %s", sim.name, path, err)
 
 
+def endpoint_socket(sockets: Path) -> Path:
+    return sockets / "endpoint.sock"
+
+
 def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path) -> NodeWiring:
     sim = open_node(options.state_dir, name, options.kind)
     plugin_dir = sockets / name
@@ -128,7 +133,7 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path) -> No
                             Checkpoint(options.state_dir / "nodes" / name / "devices.json"))
     feed = InventoryFeed(sim.inventory())
     smi = shutil.which("nvidia-smi")
-    context = AllocateContext(name, f"dgxsim://{options.state_dir / 'nodes' / name}", smi)
+    context = AllocateContext(name, f"unix://{endpoint_socket(sockets)}", smi)
     plugin = NodePlugin(feed, plugin_dir, options.strategy, context)
     controller = NodeController(kube, sim, devices, options.strategy, options.mig_config)
     return NodeWiring(sim, feed, plugin, devices, controller)
@@ -145,7 +150,9 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     sockets = runtime_dir(options.state_dir)
     wirings = [wire_node(kube, options, name, sockets) for name in node_names(options)]
     agent = NodeAgent.build(kube, [w.controller for w in wirings], options.time_scale)
+    endpoint = NodeEndpoint({w.sim.name: w.sim for w in wirings}, None, options.time_scale)
     try:
+        await endpoint.serve(endpoint_socket(sockets))
         for w in wirings:
             await w.devices.start()
             await w.plugin.start()
@@ -157,6 +164,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
         print(f"node agent ready: {len(wirings)} nodes", flush=True)
         await stop.wait()
     finally:
+        await endpoint.close()
         await agent.stop()
         for w in wirings:
             for task in (w.follower, w.refresher):
@@ -165,6 +173,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
             await w.plugin.stop()
             await w.devices.stop()
         await kube.close()
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 async def _wait_registered(wirings: list[NodeWiring], timeout_s: float = 30.0) -> None:
