@@ -32,6 +32,9 @@ class AllocateContext:
     node_endpoint: str
     nvidia_smi_host_path: str | None = None
     cdi_enabled: bool = True
+    extra_mounts: tuple[tuple[str, str, bool], ...] = ()
+    """(host path, container path, read-only): e.g. the node endpoint's socket directory."""
+    extra_envs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -160,7 +163,9 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
             "DGXSIM_ENDPOINT": self.context.node_endpoint,
             "DGXSIM_DEVICES": ",".join(ids),
         }
-        mounts = []
+        envs.update(dict(self.context.extra_envs))
+        mounts = [api_pb2.Mount(host_path=host, container_path=inside, read_only=ro)
+                  for host, inside, ro in self.context.extra_mounts]
         if self.context.nvidia_smi_host_path:
             mounts.append(api_pb2.Mount(container_path=CONTAINER_NVIDIA_SMI,
                                         host_path=self.context.nvidia_smi_host_path,

@@ -83,7 +83,7 @@ class NodeWiring:
     refresher: asyncio.Task[None] | None = None
 
 
-async def _feed_from(sim: SimNode, feed: InventoryFeed) -> None:
+async def feed_from(sim: SimNode, feed: InventoryFeed) -> None:
     queue, unsubscribe = sim.changes()
     try:
         while True:
@@ -98,7 +98,7 @@ async def _feed_from(sim: SimNode, feed: InventoryFeed) -> None:
 REFRESH_S = 0.25
 
 
-async def _refresh_from_disk(sim: SimNode) -> None:
+async def refresh_from_disk(sim: SimNode) -> None:
     """Pick up changes other processes write to the node's state file.
 
     ``dgxsim fault inject``, ``dgxsim mig apply`` and ``nvidia-smi mig -cgi`` run
@@ -156,8 +156,8 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
         for w in wirings:
             await w.devices.start()
             await w.plugin.start()
-            w.follower = asyncio.create_task(_feed_from(w.sim, w.feed))
-            w.refresher = asyncio.create_task(_refresh_from_disk(w.sim))
+            w.follower = asyncio.create_task(feed_from(w.sim, w.feed))
+            w.refresher = asyncio.create_task(refresh_from_disk(w.sim))
         await _wait_registered(wirings)
         await agent.start()
         log.info("%d nodes up", len(wirings))

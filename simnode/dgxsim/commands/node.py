@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
@@ -53,6 +54,36 @@ def register(sub: Any) -> None:
                               "allocations go")
     add_state_dir(reboot)
     reboot.set_defaults(func=cmd_reboot)
+
+    run = verbs.add_parser("run", help="serve this node beside a real kubelet (kind mode): "
+                                       "device plugin, MIG manager, labels, endpoint")
+    add_state_dir(run)
+    run.add_argument("--node-name", required=True, metavar="NAME",
+                     help="the Kubernetes Node this runs on (downward API spec.nodeName)")
+    run.add_argument("--kind", choices=NODE_KINDS, default=DEFAULT_NODE_KIND)
+    run.add_argument("--mig-strategy", choices=("none", "single", "mixed"), default="mixed")
+    run.add_argument("--device-plugin-dir", type=Path,
+                     default=Path("/var/lib/kubelet/device-plugins"), metavar="DIR")
+    run.add_argument("--time-scale", type=float, default=1.0, metavar="X")
+    run.add_argument("--kubeconfig", type=Path, default=None,
+                     help="default: the pod's in-cluster service account")
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from dgxsim.kindmode import NodeRunOptions, run_node
+
+    if not args.time_scale > 0:
+        raise CommandError(f"--time-scale must be positive, got {args.time_scale}")
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_node(NodeRunOptions(
+        node=args.node_name, state_dir=state_dir_of(args), kind=args.kind,
+        strategy=args.mig_strategy, plugin_dir=args.device_plugin_dir,
+        time_scale=args.time_scale, kubeconfig=args.kubeconfig)))
+    return 0
 
 
 @contextmanager

@@ -89,9 +89,10 @@ async def _run(args: argparse.Namespace) -> int:
     spec = _spec(args)
     devices = [d for d in _env("NVIDIA_VISIBLE_DEVICES").split(",") if d]
     client = NodeClient(_env("DGXSIM_ENDPOINT"), _env("DGXSIM_NODE"))
-    owner = "/".join([os.environ.get("POD_NAMESPACE", "default"),
-                      os.environ.get("POD_NAME", os.environ.get("HOSTNAME", "workload")),
-                      os.environ.get("CONTAINER_NAME", "main")])
+    # Set through the downward API in the pod spec; a pod's hostname is its name.
+    owner = "/".join([os.environ.get("DGXSIM_POD_NAMESPACE", "default"),
+                      os.environ.get("DGXSIM_POD_NAME", os.environ.get("HOSTNAME", "workload")),
+                      os.environ.get("DGXSIM_CONTAINER_NAME", "main")])
     if spec is None:
         wall_s = parse_duration(args.duration)
         steps, label = max(1, int(wall_s)), f"{wall_s:g} s"

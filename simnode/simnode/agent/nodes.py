@@ -28,6 +28,7 @@ from gpumodel.labels import (
     label_patch,
 )
 from gpumodel.migparted import MigPartedConfig, parse_mig_parted_config
+from simnode.agent.errors import AgentError
 from simnode.agent.kube import Kube
 from simnode.agent.kubelet import DeviceManager
 from simnode.agent.objects import node_object, node_status
@@ -51,7 +52,10 @@ class NodeController:
 
     kube: Kube
     sim: SimNode
-    devices: DeviceManager
+    devices: DeviceManager | None
+    """The simulated kubelet's device manager; None under a real kubelet (kind mode),
+    which then owns the Node's status and Lease while this controller keeps to
+    labels, the inventory annotation and the MIG label protocol."""
     strategy: MigStrategy
     initial_mig_config: str | None = None
     uid: str | None = None
@@ -73,8 +77,9 @@ class NodeController:
         await self._ensure_node()
         await self._sync()
         self.sim.subscribe(lambda _event: self.mark_dirty())
-        self._tasks = [asyncio.create_task(self._lease_loop(), name=f"lease {self.name}"),
-                       asyncio.create_task(self._status_loop(), name=f"status {self.name}")]
+        self._tasks = [asyncio.create_task(self._status_loop(), name=f"status {self.name}")]
+        if self.devices is not None:
+            self._tasks.append(asyncio.create_task(self._lease_loop(), name=f"lease {self.name}"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -85,6 +90,9 @@ class NodeController:
 
     async def _ensure_node(self) -> None:
         node = await self.kube.get_node(self.name)
+        if node is None and self.devices is None:
+            raise AgentError(f"Node {self.name} does not exist; under a real kubelet the "
+                             "kubelet registers it")
         if node is None:
             extra = {MIG_CONFIG: self.initial_mig_config} if self.initial_mig_config else {}
             body = node_object(self.sim.hardware, {**self._wanted_labels(), **extra},
@@ -121,6 +129,8 @@ class NodeController:
         await self._send_status(force=False)
 
     async def _send_status(self, force: bool) -> None:
+        if self.devices is None:
+            return
         status = node_status(self.sim.hardware, self.devices.capacity(),
                              self.devices.allocatable())
         resources = (status["status"]["capacity"], status["status"]["allocatable"])

@@ -36,29 +36,38 @@ class NodeAgent:
 
     kube: Kube
     controllers: dict[str, NodeController]
-    pods: PodController
+    pods: PodController | None
+    node_selector: str = NODE_SELECTOR
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(cls, kube: Kube, controllers: list[NodeController], time_scale: float,
               predictor: Any = None) -> NodeAgent:
+        """The kubelet-less agent: nodes, their status and their pods."""
         table = {c.name: c for c in controllers}
-        pods = PodController(kube, {c.name: NodePods(c.sim, c.devices) for c in controllers},
+        pods = PodController(kube, {c.name: NodePods(c.sim, c.devices) for c in controllers
+                                    if c.devices is not None},
                              time_scale=time_scale, predictor=predictor)
         return cls(kube, table, pods)
 
+    @classmethod
+    def beside_kubelet(cls, kube: Kube, controller: NodeController) -> NodeAgent:
+        """Under a real kubelet: one node's labels and MIG protocol, no pods."""
+        return cls(kube, {controller.name: controller}, None,
+                   node_selector=f"metadata.name={controller.name}")
+
     async def start(self) -> None:
         for controller in self.controllers.values():
-            controller.devices.on_change = _async(controller.mark_dirty)
+            if controller.devices is not None:
+                controller.devices.on_change = _async(controller.mark_dirty)
             await controller.start()
-        items, _ = await self.kube.list_pods(POD_SELECTOR)
-        await self.pods.reconcile([p for p in items
-                                   if p["spec"].get("nodeName") in self.controllers])
-        self._tasks = [
-            asyncio.create_task(self._follow_pods(), name="watch pods"),
-            asyncio.create_task(self._follow_nodes(), name="watch nodes"),
-        ]
+        self._tasks = [asyncio.create_task(self._follow_nodes(), name="watch nodes")]
+        if self.pods is not None:
+            items, _ = await self.kube.list_pods(POD_SELECTOR)
+            await self.pods.reconcile([p for p in items
+                                       if p["spec"].get("nodeName") in self.controllers])
+            self._tasks.append(asyncio.create_task(self._follow_pods(), name="watch pods"))
         self.ready.set()
 
     async def stop(self) -> None:
@@ -67,11 +76,13 @@ class NodeAgent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.pods.stop()
+        if self.pods is not None:
+            await self.pods.stop()
         for controller in self.controllers.values():
             await controller.stop()
 
     async def _follow_pods(self) -> None:
+        assert self.pods is not None
         while True:
             try:
                 items, version = await self.kube.list_pods(POD_SELECTOR)
@@ -90,7 +101,7 @@ class NodeAgent:
         while True:
             try:
                 data = await self.kube._json(await self.kube.core.list_node(
-                    label_selector=NODE_SELECTOR, _preload_content=False))
+                    **self._selector(), _preload_content=False))
                 seen = set()
                 for node in data["items"]:
                     seen.add(node["metadata"]["name"])
@@ -99,7 +110,7 @@ class NodeAgent:
                     await self.controllers[missing].on_node_event("DELETED", {})
                 version = data["metadata"]["resourceVersion"]
                 response = await self.kube.core.list_node(
-                    label_selector=NODE_SELECTOR, watch=True, resource_version=version,
+                    **self._selector(), watch=True, resource_version=version,
                     allow_watch_bookmarks=True, timeout_seconds=300, _preload_content=False)
                 if response.status != 200:
                     await self.kube._json(response)
@@ -114,6 +125,11 @@ class NodeAgent:
             except (ApiException, OSError, ValueError) as err:
                 log.warning("node watch ended (%s); listing again", err)
                 await asyncio.sleep(RETRY_S)
+
+    def _selector(self) -> dict[str, str]:
+        if self.node_selector.startswith("metadata.name="):
+            return {"field_selector": self.node_selector}
+        return {"label_selector": self.node_selector}
 
     async def _node_event(self, kind: str, node: JSON) -> None:
         controller = self.controllers.get(node.get("metadata", {}).get("name", ""))

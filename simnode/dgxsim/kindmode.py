@@ -1,0 +1,88 @@
+"""Kind mode: one simulated DGX node beside a real kubelet (the chart's DaemonSet).
+
+The real kubelet runs the containers and owns the Node's status and Lease. This
+process is the node's GPU stack: the device plugin registers with the
+kubelet's socket and advertises the simulated GPUs and MIG devices; the node's
+state and MIG engine answer ``nvidia.com/mig.config`` as NVIDIA's mig-manager
+does; the labels follow as gpu-feature-discovery writes them; and job
+containers reach the node through its endpoint socket, which Allocate mounts
+into them together with the node's state (for ``nvidia-smi``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from deviceplugin.server import NodePlugin
+from deviceplugin.servicer import AllocateContext
+from deviceplugin.source import InventoryFeed
+from dgxsim.kubeletless import feed_from, refresh_from_disk
+from gpumodel.labels import MigStrategy
+from simnode.agent.kube import Kube
+from simnode.agent.nodes import NodeController
+from simnode.agent.runner import NodeAgent
+from simnode.endpoint import NodeEndpoint
+from simnode.node import SimNode
+from simnode.store import NodeStore
+
+log = logging.getLogger(__name__)
+CONTAINER_RUN_DIR = "/run/dgxsim"
+CONTAINER_STATE_DIR = "/var/lib/dgxsim"
+
+
+@dataclass(frozen=True)
+class NodeRunOptions:
+    node: str
+    state_dir: Path
+    kind: str
+    strategy: MigStrategy
+    plugin_dir: Path
+    time_scale: float = 1.0
+    kubeconfig: Path | None = None
+
+
+def allocate_context(options: NodeRunOptions) -> AllocateContext:
+    run_dir = options.state_dir / "run"
+    return AllocateContext(
+        options.node, f"unix://{CONTAINER_RUN_DIR}/node.sock", None,
+        extra_mounts=((str(run_dir), CONTAINER_RUN_DIR, False),
+                      (str(options.state_dir), CONTAINER_STATE_DIR, True)),
+        extra_envs=(("DGXSIM_STATE_DIR", CONTAINER_STATE_DIR),))
+
+
+async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    store = NodeStore(options.state_dir)
+    sim = SimNode.open(store) if store.exists() else SimNode.create(
+        options.node, options.kind, store)
+    feed = InventoryFeed(sim.inventory())
+    plugin = NodePlugin(feed, options.plugin_dir, options.strategy, allocate_context(options))
+    endpoint = NodeEndpoint({sim.name: sim}, None, options.time_scale)
+    kube = await Kube.from_kubeconfig(options.kubeconfig)
+    agent = NodeAgent.beside_kubelet(kube, NodeController(kube, sim, None, options.strategy))
+    tasks = []
+    try:
+        await endpoint.serve(options.state_dir / "run" / "node.sock")
+        await plugin.start()
+        tasks = [asyncio.create_task(feed_from(sim, feed)),
+                 asyncio.create_task(refresh_from_disk(sim))]
+        await agent.start()
+        print(f"node {options.node} ready: {len(plugin.servers)} resources advertised",
+              flush=True)
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await agent.stop()
+        await plugin.stop()
+        await endpoint.close()
+        await kube.close()
