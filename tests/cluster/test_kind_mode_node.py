@@ -73,7 +73,8 @@ async def test_node_run_serves_a_kubelet_and_answers_mig_labels(
         control_plane.kubectl("label", "node", NODE, "nvidia.com/mig.config=all-1g.5gb")
         await until("MIG config success", lambda: labels(control_plane).get(
             "nvidia.com/mig.config.state") == "success")
-        await until("56 slices", lambda: kubelet.allocatable().get("nvidia.com/mig-1g.5gb") == 56)
+        await until("56 slices",
+                    lambda: kubelet.allocatable().get("nvidia.com/mig-1g.5gb") == 56)
 
         alloc = await kubelet.allocate("pod-uid", "main", "nvidia.com/mig-1g.5gb", 1)
         assert alloc.envs["DGXSIM_ENDPOINT"] == "unix:///run/dgxsim/node.sock"
