@@ -82,8 +82,9 @@ async def test_node_run_serves_a_kubelet_and_answers_mig_labels(
 
         # The job container's view: the endpoint socket through its mount.
         env = {**os.environ, "DGXSIM_ENDPOINT": f"unix://{state / 'run' / 'node.sock'}",
-               "DGXSIM_NODE": NODE, "NVIDIA_VISIBLE_DEVICES": alloc.envs[
-                   "NVIDIA_VISIBLE_DEVICES"], "DGXSIM_POD_NAMESPACE": "team", "DGXSIM_POD_NAME": "infer-0",
+               "DGXSIM_NODE": NODE,
+               "NVIDIA_VISIBLE_DEVICES": alloc.envs["NVIDIA_VISIBLE_DEVICES"],
+               "DGXSIM_POD_NAMESPACE": "team", "DGXSIM_POD_NAME": "infer-0",
                "DGXSIM_CONTAINER_NAME": "main"}
         job = subprocess.Popen([sys.executable, "-m", "dgxsim", "workload", "--duration", "3s"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
