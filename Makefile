@@ -105,3 +105,94 @@ bench: dev
 .PHONY: clean
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# ---------------------------------------------------------------- kind mode
+# For users with Docker and kind: one kind worker per simulated DGX node, the
+# chart's DaemonSet registering the device plugin with each worker's kubelet.
+
+DOCKER ?= docker
+KIND ?= kind
+KIND_CLUSTER ?= dgxsim
+IMAGE_REPO ?= dgxsim
+IMAGE_TAG ?= dev
+IMAGE := $(IMAGE_REPO):$(IMAGE_TAG)
+RELEASE ?= dgxsim
+# The nodes read the mig-parted ConfigMap from dgxsim-system.
+RELEASE_NAMESPACE ?= dgxsim-system
+HELM ?= $(or $(shell command -v helm 2>/dev/null),.tools/bin/helm)
+KUBECTL ?= $(or $(shell command -v kubectl 2>/dev/null),.tools/bin/kubectl)
+KIND_CONTEXT := kind-$(KIND_CLUSTER)
+DEMO_NODE := $(KIND_CLUSTER)-worker
+
+# $(call need,COMMAND,HINT): fail with a clear message when COMMAND is missing.
+define need
+	@command -v $(1) >/dev/null 2>&1 || { echo "make $@: '$(1)' not found. $(2)" >&2; exit 1; }
+endef
+NEED_DOCKER = $(call need,$(DOCKER),Install Docker: https://docs.docker.com/engine/install/ (without a container engine use the embedded default: make demo))
+NEED_KIND = $(call need,$(KIND),Install kind: https://kind.sigs.k8s.io/docs/user/quick-start/ (without Docker use the embedded default: make demo))
+NEED_HELM = $(call need,$(HELM),Install helm or run: make tools)
+NEED_KUBECTL = $(call need,$(KUBECTL),Install kubectl or run: make tools)
+define NEED_ENGINE
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make $@: the Docker engine is not reachable ($(DOCKER) info failed): start Docker, or use the embedded default: make demo" >&2; exit 1; }
+endef
+define NEED_CLUSTER
+	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || { echo "make $@: no kind cluster '$(KIND_CLUSTER)': run make kind-up first" >&2; exit 1; }
+endef
+
+## kind-up: create the kind cluster dgxsim from kind/cluster.yaml (1 control plane, 2 DGX workers)
+.PHONY: kind-up
+kind-up:
+	$(NEED_DOCKER)
+	$(NEED_KIND)
+	$(NEED_ENGINE)
+	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "kind cluster $(KIND_CLUSTER) already exists"; \
+	else \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --config kind/cluster.yaml --wait 120s; \
+	fi
+
+## image: build the one image every component uses (dgxsim:dev, entrypoint dgxsim)
+.PHONY: image
+image:
+	$(NEED_DOCKER)
+	$(NEED_ENGINE)
+	$(DOCKER) build -t $(IMAGE) .
+
+## kind-load: copy the image into every node of the kind cluster
+.PHONY: kind-load
+kind-load:
+	$(NEED_DOCKER)
+	$(NEED_KIND)
+	$(NEED_ENGINE)
+	$(NEED_CLUSTER)
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+## deploy: helm upgrade --install the chart into dgxsim-system on the kind cluster and wait
+.PHONY: deploy
+deploy:
+	$(NEED_KIND)
+	$(NEED_HELM)
+	$(NEED_CLUSTER)
+	$(HELM) upgrade --install $(RELEASE) charts/dgxsim --kube-context $(KIND_CONTEXT) \
+	  --namespace $(RELEASE_NAMESPACE) --create-namespace \
+	  --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) --wait --timeout 5m
+
+## kind-demo: kind-up, image, kind-load, deploy, then helm test, a GPU Job and a MIG reconfiguration
+.PHONY: kind-demo
+kind-demo: kind-up image kind-load deploy
+	$(NEED_KUBECTL)
+	$(HELM) test $(RELEASE) --kube-context $(KIND_CONTEXT) --namespace $(RELEASE_NAMESPACE)
+	$(KUBECTL) --context $(KIND_CONTEXT) apply -f kind/gpu-job.yaml
+	$(KUBECTL) --context $(KIND_CONTEXT) wait --for=condition=complete job/gpu-job --timeout=300s
+	$(KUBECTL) --context $(KIND_CONTEXT) logs job/gpu-job --tail=3
+	$(KUBECTL) --context $(KIND_CONTEXT) label node $(DEMO_NODE) nvidia.com/mig.config=all-1g.5gb --overwrite
+	$(KUBECTL) --context $(KIND_CONTEXT) wait node/$(DEMO_NODE) \
+	  --for=jsonpath='{.metadata.labels.nvidia\.com/mig\.config\.state}'=success --timeout=300s
+	$(KUBECTL) --context $(KIND_CONTEXT) get node $(DEMO_NODE) \
+	  -o jsonpath='{.status.allocatable.nvidia\.com/mig-1g\.5gb}{" MIG 1g.5gb slices on $(DEMO_NODE)\n"}'
+
+## kind-down: delete the kind cluster dgxsim
+.PHONY: kind-down
+kind-down:
+	$(NEED_KIND)
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
