@@ -1,0 +1,149 @@
+"""Device plugin and node agent figures: Allocate latency, MIG change propagation, pod rate.
+
+Prints figures, never pass/fail (the machine is shared and noisy):
+
+1. Allocate latency (p50, p99) of one plugin over its Unix socket, as the
+   kubelet calls it.
+2. Time from a MIG layout change in the node's inventory to the kubelet side
+   having the new device lists (ListAndWatch).
+3. Pods per second one node agent admits and completes across 20 nodes on a
+   real control plane (``--skip-cluster`` leaves this out).
+
+Run: ``.venv/bin/python bench/plugin_bench.py [--skip-cluster] [--pods N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
+
+from deviceplugin.server import NodePlugin, socket_name
+from deviceplugin.servicer import AllocateContext
+from deviceplugin.source import InventoryFeed
+from dgxsim.controlplane import ControlPlane
+from dgxsim.toolchain import bin_dir
+from simnode.agent.checkpoint import Checkpoint
+from simnode.agent.kubelet import DeviceManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from factories import balanced, make_inventory  # noqa: E402
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def bench_allocate(tmp: Path, calls: int) -> None:
+    plugin_dir = tmp / "dp"
+    kubelet = DeviceManager("bench", plugin_dir, Checkpoint(tmp / "ck.json"))
+    await kubelet.start()
+    inventory = make_inventory("bench")
+    plugin = NodePlugin(InventoryFeed(inventory), plugin_dir, "mixed",
+                        AllocateContext("bench", "unix:///run/dgxsim/node.sock"))
+    await plugin.start()
+    ids = [d.id for d in inventory.devices if d.kind == "gpu"]
+    latencies = []
+    async with grpc.aio.insecure_channel(
+            f"unix://{plugin_dir / socket_name('nvidia.com/gpu')}") as channel:
+        stub = api_pb2_grpc.DevicePluginStub(channel)
+        for i in range(calls):
+            request = api_pb2.AllocateRequest(container_requests=[
+                api_pb2.ContainerAllocateRequest(devices_ids=[ids[i % 8], ids[(i + 1) % 8]])])
+            t0 = time.perf_counter()
+            await stub.Allocate(request)
+            latencies.append((time.perf_counter() - t0) * 1000)
+    print(f"Allocate (2 GPUs) over the Unix socket, {calls} calls: "
+          f"p50 {percentile(latencies, 0.5):.3f} ms, p99 {percentile(latencies, 0.99):.3f} ms, "
+          f"mean {statistics.mean(latencies):.3f} ms")
+
+    feed = plugin.source
+    assert isinstance(feed, InventoryFeed)
+    changes = []
+    for i in range(20):
+        layout = balanced("bench", generation=2 * i + 2) if i % 2 == 0 else make_inventory(
+            "bench", generation=2 * i + 3)
+        want = 16 if i % 2 == 0 else 0
+        t0 = time.perf_counter()
+        await feed.publish(layout)
+        while kubelet.allocatable().get("nvidia.com/mig-1g.5gb", 0) != want:
+            await asyncio.sleep(0.0005)
+        changes.append((time.perf_counter() - t0) * 1000)
+    print(f"MIG layout change -> kubelet has the new lists (20 changes): "
+          f"p50 {percentile(changes, 0.5):.2f} ms, max {max(changes):.2f} ms")
+    await plugin.stop()
+    await kubelet.stop()
+
+
+def bench_cluster(pods: int, nodes: int) -> None:
+    state = Path(tempfile.mkdtemp(prefix="dgxb", dir="/tmp"))
+    plane = ControlPlane(state)
+    plane.up()
+    agent = None
+    try:
+        log = open(state / "agent.log", "wb")  # noqa: SIM115
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(state),
+             "--kubeconfig", str(plane.kubeconfig), "--nodes", str(nodes),
+             "--time-scale", "100", "--log-level", "WARNING"], stdout=log,
+            stderr=subprocess.STDOUT)
+        while b"node agent ready" not in (state / "agent.log").read_bytes():
+            if agent.poll() is not None:
+                raise SystemExit((state / "agent.log").read_text())
+            time.sleep(0.2)
+        kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig)]
+        while subprocess.run([*kubectl, "get", "sa", "default"], capture_output=True
+                             ).returncode != 0:
+            time.sleep(0.2)
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rate"},
+               "spec": {"completions": pods, "parallelism": pods, "template": {
+                   "metadata": {"annotations": {"dgxsim.io/duration": "1s"}},
+                   "spec": {"restartPolicy": "Never", "containers": [{
+                       "name": "main", "image": "dgxsim/workload",
+                       "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}}
+        t0 = time.monotonic()
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(job), text=True,
+                       check=True, capture_output=True)
+        subprocess.run([*kubectl, "wait", "--for=condition=complete", "job/rate",
+                        "--timeout=600s"], check=True, capture_output=True)
+        elapsed = time.monotonic() - t0
+        print(f"{pods} one-GPU pods on {nodes} nodes (1 s simulated each at time scale 100): "
+              f"all complete in {elapsed:.1f} s -> {pods / elapsed:.1f} pods/s admitted and "
+              "completed (includes the Job controller and kube-scheduler)")
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(timeout=60)
+        plane.down()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--pods", type=int, default=160)
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--skip-cluster", action="store_true")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="dgxb", dir="/tmp"))
+    try:
+        asyncio.run(bench_allocate(tmp, args.calls))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not args.skip_cluster:
+        bench_cluster(args.pods, args.nodes)
+
+
+if __name__ == "__main__":
+    main()
