@@ -26,18 +26,18 @@ import time
 from pathlib import Path
 
 import grpc
-from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 
 from deviceplugin.server import NodePlugin, socket_name
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from dgxsim.controlplane import ControlPlane
 from dgxsim.toolchain import bin_dir
+from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from simnode.agent.checkpoint import Checkpoint
 from simnode.agent.kubelet import DeviceManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from factories import balanced, make_inventory  # noqa: E402
+from factories import balanced, make_inventory
 
 
 def percentile(samples: list[float], q: float) -> float:
