@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STATE ?= .state/demo
+KUBECTL = .tools/bin/kubectl --kubeconfig $(STATE)/kubeconfig
 PYTEST_ARGS ?=
 
 ## help: list targets (default)
@@ -82,14 +83,22 @@ verify: lint typecheck imports verify-proto
 test: dev tools verify
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## demo: start the embedded default (local control plane) in $(STATE) and show its status
+## demo: the embedded default: control plane + 2 DGX nodes, one MIG-partitioned; example Jobs run to completion
 .PHONY: demo
 demo: dev tools
-	$(BIN)/dgxsim up --state-dir $(STATE)
+	$(BIN)/dgxsim up --state-dir $(STATE) --nodes 2 --time-scale 60
+	$(KUBECTL) label node dgx-1 nvidia.com/mig.config=all-1g.5gb --overwrite
+	@echo "waiting for dgx-1 to report nvidia.com/mig.config.state=success"
+	$(KUBECTL) wait node/dgx-1 --for=jsonpath='{.metadata.labels.nvidia\.com/mig\.config\.state}'=success --timeout=120s
+	$(KUBECTL) get nodes -L nvidia.com/mig.config,nvidia.com/mig.config.state,nvidia.com/gpu.count,nvidia.com/mig-1g.5gb.count
+	$(KUBECTL) wait --for=create serviceaccount/default --timeout=60s
+	$(KUBECTL) delete -f examples/jobs/ --ignore-not-found --wait
+	$(KUBECTL) apply -f examples/jobs/
+	$(KUBECTL) wait --for=condition=complete job/train-2gpu job/infer-mig --timeout=300s
+	$(KUBECTL) get jobs
+	$(KUBECTL) get pods -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,DEVICES:.metadata.annotations.dgxsim\.io/devices'
 	$(BIN)/dgxsim status --state-dir $(STATE)
-	.tools/bin/kubectl --kubeconfig $(STATE)/kubeconfig get --raw /readyz; echo
-	.tools/bin/kubectl --kubeconfig $(STATE)/kubeconfig version
-	@echo "The cluster keeps running; stop it with: make demo-down"
+	@echo "The cluster keeps running (KUBECONFIG=$(STATE)/kubeconfig); stop it with: make demo-down"
 
 ## demo-down: stop the demo cluster (its state stays in $(STATE))
 .PHONY: demo-down
