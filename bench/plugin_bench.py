@@ -89,6 +89,24 @@ async def bench_allocate(tmp: Path, calls: int) -> None:
         changes.append((time.perf_counter() - t0) * 1000)
     print(f"MIG layout change -> kubelet has the new lists (20 changes): "
           f"p50 {percentile(changes, 0.5):.2f} ms, max {max(changes):.2f} ms")
+
+    rejoin = []
+    for i in range(5):
+        await kubelet.stop()
+        await asyncio.sleep(0.3)  # a kubelet restart takes at least this long
+        listed = asyncio.Event()
+
+        async def first_list() -> None:
+            listed.set()
+
+        kubelet = DeviceManager("bench", plugin_dir, Checkpoint(tmp / f"ck{i}.json"),
+                                on_change=first_list)
+        t0 = time.perf_counter()
+        await kubelet.start()
+        await listed.wait()
+        rejoin.append((time.perf_counter() - t0) * 1000)
+    print(f"kubelet.sock recreated -> plugin registered and listed again (5 restarts): "
+          f"median {statistics.median(rejoin):.0f} ms, max {max(rejoin):.0f} ms")
     await plugin.stop()
     await kubelet.stop()
 
