@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -38,6 +39,13 @@ from simnode.agent.kubelet import DeviceManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from factories import balanced, make_inventory
+
+
+def _setter(event: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    async def set_it() -> None:
+        event.set()
+
+    return set_it
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -95,12 +103,8 @@ async def bench_allocate(tmp: Path, calls: int) -> None:
         await kubelet.stop()
         await asyncio.sleep(0.3)  # a kubelet restart takes at least this long
         listed = asyncio.Event()
-
-        async def first_list() -> None:
-            listed.set()
-
         kubelet = DeviceManager("bench", plugin_dir, Checkpoint(tmp / f"ck{i}.json"),
-                                on_change=first_list)
+                                on_change=_setter(listed))
         t0 = time.perf_counter()
         await kubelet.start()
         await listed.wait()
