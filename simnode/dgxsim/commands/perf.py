@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
                      help="draw predicted against published on log axes")
     val.add_argument("--claims", action="store_true", help="recompute the white paper's claims")
     val.add_argument("--fit", action="store_true",
-                     help="re-fit the fitted constants on the file's single-GPU rows and print them")
+                     help="re-fit the fitted constants on the single-GPU rows and print them")
     val.set_defaults(func=cmd_validate)
 
 

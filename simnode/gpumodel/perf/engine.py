@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
+from gpumodel.errors import GpuModelError
 from gpumodel.gpus import DeviceSpec, Dtype, device
 from gpumodel.mig import MigProfile, profile_table
 from gpumodel.perf.calibration import PerfConstants
@@ -79,11 +80,10 @@ def _slice_shares(spec: DeviceSpec, profile_text: str) -> tuple[int, int, float]
     """(SMs, memory slices, memory GB) of a MIG profile on ``spec`` from the profile table."""
     if spec.mig is None:
         raise PerfError(f"{spec.name} does not support MIG")
-    parsed = MigProfile.parse(profile_text)
-    table = profile_table(spec.name)
     try:
-        gi = table.get(str(parsed.gpu_instance))
-    except KeyError as err:
+        parsed = MigProfile.parse(profile_text)
+        gi = profile_table(spec.name).get(str(parsed.gpu_instance))
+    except GpuModelError as err:
         raise PerfError(str(err)) from None
     sms = parsed.compute_slices * spec.mig.sms_per_compute_slice
     return sms, gi.memory_slices, gi.memory_mib * 2**20 / 1e9

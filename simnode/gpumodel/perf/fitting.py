@@ -59,7 +59,8 @@ def _golden(f: Callable[[float], float], lo: float, hi: float, tol: float = 1e-4
     return (a + b) / 2
 
 
-def _current(c: PerfConstants, name: str) -> float:
+def current_value(c: PerfConstants, name: str) -> float:
+    """The value of a fitted constant by its fitting name (``framework[x]``, ``table[key]``)."""
     if name.startswith("framework["):
         return c.framework(name[len("framework["):-1])
     if "[" in name:
@@ -71,7 +72,7 @@ def _current(c: PerfConstants, name: str) -> float:
 def fit(rows: Sequence[PublishedRow], c: PerfConstants, rounds: int = 4) -> dict[str, float]:
     """Fitted values of every fitted constant on its rows (a dict ready for ``with_values``)."""
     chosen = fit_rows(rows, c)
-    values = {name: _current(c, name) for name in c.fitted_names()}
+    values = {name: current_value(c, name) for name in c.fitted_names()}
     for _ in range(rounds):
         for name in list(values):
             start = values.get(name, 1.0)
