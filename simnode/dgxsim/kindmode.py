@@ -23,11 +23,13 @@ from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from dgxsim.kubeletless import feed_from, refresh_from_disk
 from gpumodel.labels import MigStrategy
+from gpumodel.systems import system
 from simnode.agent.kube import Kube
 from simnode.agent.nodes import NodeController
 from simnode.agent.runner import NodeAgent
 from simnode.endpoint import NodeEndpoint
 from simnode.node import SimNode
+from simnode.prediction import predictor_for
 from simnode.store import NodeStore
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,8 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
         options.node, options.kind, store)
     feed = InventoryFeed(sim.inventory())
     plugin = NodePlugin(feed, options.plugin_dir, options.strategy, allocate_context(options))
-    endpoint = NodeEndpoint({sim.name: sim}, None, options.time_scale)
+    endpoint = NodeEndpoint({sim.name: sim}, predictor_for(system(options.kind).gpu),
+                            options.time_scale)
     kube = await Kube.from_kubeconfig(options.kubeconfig)
     agent = NodeAgent.beside_kubelet(kube, NodeController(kube, sim, None, options.strategy))
     tasks = []

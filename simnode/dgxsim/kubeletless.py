@@ -28,6 +28,7 @@ from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from gpumodel.labels import MigStrategy
 from gpumodel.node import DEFAULT_NODE_KIND
+from gpumodel.systems import system
 from simnode.agent.checkpoint import Checkpoint
 from simnode.agent.kube import Kube
 from simnode.agent.kubelet import DeviceManager
@@ -36,6 +37,7 @@ from simnode.agent.runner import NodeAgent
 from simnode.endpoint import NodeEndpoint
 from simnode.errors import SimnodeError
 from simnode.node import SimNode
+from simnode.prediction import predictor_for
 from simnode.store import NodeStore
 
 log = logging.getLogger(__name__)
@@ -149,8 +151,11 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     kube = await Kube.from_kubeconfig(options.kubeconfig)
     sockets = runtime_dir(options.state_dir)
     wirings = [wire_node(kube, options, name, sockets) for name in node_names(options)]
-    agent = NodeAgent.build(kube, [w.controller for w in wirings], options.time_scale)
-    endpoint = NodeEndpoint({w.sim.name: w.sim for w in wirings}, None, options.time_scale)
+    predictor = predictor_for(system(options.kind).gpu)
+    agent = NodeAgent.build(kube, [w.controller for w in wirings], options.time_scale,
+                            predictor)
+    endpoint = NodeEndpoint({w.sim.name: w.sim for w in wirings}, predictor,
+                            options.time_scale)
     try:
         await endpoint.serve(endpoint_socket(sockets))
         for w in wirings:

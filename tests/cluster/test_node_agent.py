@@ -49,15 +49,16 @@ def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterato
     control_plane.kubectl("delete", "namespace", name, "--wait=false")
 
 
-def job(name: str, resource: str, count: int, duration: str, completions: int = 1,
+def job(name: str, resource: str, count: int, duration: str | None, completions: int = 1,
         node_prefix: str = "dgxa", annotations: dict[str, str] | None = None) -> str:
     return json.dumps({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
         "spec": {
             "completions": completions, "parallelism": completions, "backoffLimit": 0,
             "template": {
-                "metadata": {"annotations": {"dgxsim.io/duration": duration,
-                                             **(annotations or {})}},
+                "metadata": {"annotations": {
+                    **({"dgxsim.io/duration": duration} if duration else {}),
+                    **(annotations or {})}},
                 "spec": {
                     "restartPolicy": "Never",
                     "nodeSelector": {"dgxsim.io/node": "true"},
@@ -224,3 +225,31 @@ def test_fault_injection_flips_health_both_ways(
     assert capacity["nvidia.com/gpu"] == "8"
     subprocess.run([*base, "clear", *args], check=True, capture_output=True)
     wait_for("healthy again", lambda: allocatable(control_plane, node)["nvidia.com/gpu"] == "8")
+
+
+def test_workload_annotation_runs_for_the_predicted_time(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    from gpumodel.perf.model import PerfRequest, predict
+
+    spec = {"workload": "resnet50-train", "steps": 10, "precision": "fp16", "batch": 256}
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
+        "predicted", "nvidia.com/gpu", 2, None, annotations={
+            "dgxsim.io/workload": json.dumps(spec)}))
+    wait_for("job completion", lambda: job_complete(control_plane, namespace, "predicted"))
+    (pod,) = pods(control_plane, namespace, "job-name=predicted")
+    expected = predict(PerfRequest(workload="resnet50-train", gpu="a100-40gb",
+                                   gpus_per_node=2, precision="fp16", batch=256))
+    predicted = float(pod["metadata"]["annotations"]["dgxsim.io/predicted-duration-s"])
+    assert predicted == pytest.approx(10 * expected.step_time_s, rel=1e-3)
+
+
+def test_unknown_workload_fails_the_pod_with_the_reason(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
+        "unknown-workload", "nvidia.com/gpu", 1, None, annotations={
+            "dgxsim.io/workload": '{"workload": "quantum-chess"}'}))
+    pod = wait_for("failed pod", lambda: next(iter(
+        [p for p in pods(control_plane, namespace, "job-name=unknown-workload")
+         if p["status"].get("phase") == "Failed"]), None))
+    assert pod["status"]["reason"] == "InvalidWorkload"
+    assert "unknown workload 'quantum-chess'" in pod["status"]["message"]
