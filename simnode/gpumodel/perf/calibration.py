@@ -6,7 +6,7 @@ it was fitted on (``catalog/perf-constants.yaml``). The model reads them through
 :func:`constants`; the fitting helpers here produce new values from single-GPU
 rows only, so a multi-GPU row can never leak into a constant.
 
-Run ``python -m gpumodel.perf.calibration`` to re-fit and print the values.
+``dgxsim validate validation/published.csv --fit`` re-fits them and prints the values.
 """
 
 from __future__ import annotations

@@ -68,7 +68,13 @@ class Breakdown(_Frozen):
 
 
 class Prediction(_Frozen):
-    """The model's answer for one request."""
+    """The model's answer for one request.
+
+    ``samples_per_s`` is the whole job's (every GPU or slice of the request);
+    ``step_time_s`` one optimizer step (training) or one batch (inference and
+    benchmarks); ``latency_s`` one micro-batch on one device. ``tflops`` is the
+    achieved rate of the whole job (of one GEMM for ``gemm``).
+    """
 
     request: PerfRequest
     framework: str
