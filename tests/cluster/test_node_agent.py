@@ -253,3 +253,41 @@ def test_unknown_workload_fails_the_pod_with_the_reason(
          if p["status"].get("phase") == "Failed"]), None))
     assert pod["status"]["reason"] == "InvalidWorkload"
     assert "unknown workload 'quantum-chess'" in pod["status"]["message"]
+
+
+def test_deleted_pod_keeps_running_through_its_shutdown_time_then_frees_its_gpus(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=job(
+        "graceful", "nvidia.com/gpu", 4, None,
+        annotations={"dgxsim.io/shutdown-seconds": "4"}))
+    pod = wait_for("running pod", lambda: next(iter(
+        [p for p in pods(control_plane, namespace, "job-name=graceful")
+         if p["status"].get("phase") == "Running"]), None))
+    name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
+    assert allocatable(control_plane, node)["nvidia.com/gpu"] == "8"
+    control_plane.kubectl("delete", "job", "graceful", "-n", namespace, "--cascade=orphan")
+    control_plane.kubectl("delete", "pod", name, "-n", namespace, "--grace-period=30",
+                          "--wait=false")
+    terminating = control_plane.kubectl_json("get", "pod", name, "-n", namespace)
+    assert terminating["metadata"].get("deletionTimestamp"), "still shutting down"
+    wait_for("pod removed", lambda: control_plane.kubectl(
+        "get", "pod", name, "-n", namespace, check=False).returncode != 0)
+    inventory = json.loads(control_plane.kubectl_json("get", "node", node)["metadata"][
+        "annotations"]["dgxsim.io/inventory"])
+    assert not [d for d in inventory["devices"] if d.get("owner", "").startswith(namespace)]
+
+
+def test_a_deleted_node_registers_again(control_plane: Cluster, agent: AgentProcess) -> None:
+    node = agent.names[0]
+    uid = control_plane.kubectl_json("get", "node", node)["metadata"]["uid"]
+    control_plane.kubectl("delete", "node", node)
+
+    def back() -> bool:
+        result = control_plane.kubectl("get", "node", node, "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        again = json.loads(result.stdout)
+        return again["metadata"]["uid"] != uid and again["status"].get(
+            "allocatable", {}).get("nvidia.com/gpu") == "8"
+
+    wait_for("node registered again", back)
