@@ -71,3 +71,12 @@ dgxsim-mig-configs
 {{- $s -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The DaemonSet's nodeSelector as a kubectl label selector: k1=v1,k2=v2. */}}
+{{- define "dgxsim.nodeSelectorString" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := .Values.nodeSelector -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
