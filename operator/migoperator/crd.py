@@ -34,7 +34,8 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILE = "crds/dgxjob.yaml"
 _DROPPED = ("title", "default", "additionalProperties")
 _PRINTER_COLUMNS = (
-    ("Phase", ".status.phase", "string", "Pending, Placing, Running, Succeeded or Failed"),
+    ("Phase", ".status.phase", "string",
+     "Pending, Placing, Scheduled, Running, Succeeded or Failed"),
     ("Workload", ".spec.workload", "string", "Workload of the performance model's catalog"),
     ("GPUs", ".status.gpus", "string", "Replicas x GPUs (or MIG devices) per replica"),
     ("Nodes", ".status.nodes", "string", "Nodes the replicas were placed on"),

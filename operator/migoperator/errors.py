@@ -17,7 +17,15 @@ class OperatorError(Exception):
 
 
 class InvalidJobError(OperatorError, ValueError):
-    """A DGXJob that can never run as written (the message says why)."""
+    """A DGXJob that can never run as written (the message says why).
+
+    ``reason`` is the CamelCase word written to ``status.reason``
+    (``UnknownWorkload``, ``UnknownMigProfile``, ``InvalidSpec``...).
+    """
+
+    def __init__(self, message: str, reason: str = "InvalidSpec") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NotReadyError(OperatorError):

@@ -25,7 +25,7 @@ MAX_GPUS_PER_REPLICA = 8
 MIG_PROFILE_PATTERN = r"^([1-7]c\.)?[1-7]g\.[1-9][0-9]*gb(\+me)?$"
 """The grammar of a MIG device profile (``1g.5gb``, ``1c.3g.20gb``, ``1g.5gb+me``)."""
 
-Phase = Literal["Pending", "Placing", "Running", "Succeeded", "Failed"]
+Phase = Literal["Pending", "Placing", "Scheduled", "Running", "Succeeded", "Failed"]
 PRECISIONS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
 Precision = Literal["fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4"]
 

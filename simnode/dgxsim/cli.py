@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "dgxsim.commands.fault",
     "dgxsim.commands.workload",
     "dgxsim.commands.perf",
+    "dgxsim.commands.operator",
 )
 
 

@@ -26,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from migoperator.models import DGXJobSpec
+from migoperator.planning.views import NodeView
+
 
 @dataclass(frozen=True, slots=True)
 class JobRequest:
@@ -142,3 +145,16 @@ def place_jobs(jobs: Sequence[JobRequest], nodes: Sequence[NodeCapacity]
                 free[name][job.resource] -= job.per_replica
         out.append(result)
     return out
+
+
+def node_capacities(views: Sequence[NodeView]) -> list[NodeCapacity]:
+    """Free devices per Ready, schedulable node, as kube-scheduler counts them."""
+    return [NodeCapacity(name=v.name, free={r: v.free(r) for r in v.allocatable},
+                         leaf=v.leaf, labels=v.labels)
+            for v in views if v.ready and v.schedulable]
+
+
+def job_request_of(key: str, spec: DGXJobSpec, created: float) -> JobRequest:
+    return JobRequest(key=key, resource=spec.resource, per_replica=spec.per_replica,
+                      replicas=spec.replicas, priority=spec.priority, created=created,
+                      selector=tuple(sorted(spec.node_selector.items())))

@@ -64,7 +64,7 @@ def estimate(spec: DGXJobSpec, gpu_device: str, nodes: int | None = None) -> Est
     """The replica run time for ``spec`` on ``gpu_device`` GPUs spread over ``nodes`` nodes."""
     if spec.workload not in WORKLOADS:
         raise InvalidJobError(f"unknown workload {spec.workload!r}; known: "
-                              f"{', '.join(known_workloads())}")
+                              f"{', '.join(known_workloads())}", "UnknownWorkload")
     gpus_per_node, node_count = layout(spec, nodes)
     try:
         prediction = predict_job(spec.workload, gpu_device, gpus_per_node=gpus_per_node,
@@ -72,7 +72,7 @@ def estimate(spec: DGXJobSpec, gpu_device: str, nodes: int | None = None) -> Est
                                  precision=spec.precision, **_fields(spec))
     except (PerfError, ValueError, TypeError) as err:
         raise InvalidJobError(f"the performance model cannot run {spec.workload!r}: "
-                              f"{err}") from err
+                              f"{err}", "InvalidWorkload") from err
     step_s = prediction.step_time_s
     if spec.duration_seconds is not None:
         return Estimate(spec.duration_seconds, step_s, "spec.durationSeconds")

@@ -7,8 +7,8 @@ notion of "how usable are the free slices of this GPU". Usability is the
 vector of how many more instances of each base profile still fit, largest
 profile first, compared lexicographically: a layout that can still take a
 4g.20gb beats one that can only take more 1g.5gb, whatever the counts. A
-GPU's fragmentation is the share of its free memory slices that the largest
-instance that still fits cannot use.
+GPU's fragmentation compares the largest instance that still fits with the
+largest its free memory and compute slices would hold without placement rules.
 """
 
 from __future__ import annotations
@@ -56,12 +56,21 @@ def largest_fit_slices(table: ProfileTable, placed: Sequence[Instance]) -> int:
 
 
 def fragmentation(table: ProfileTable, placed: Sequence[Instance]) -> float:
-    """Share of the free memory slices the largest fitting instance cannot use (0..1)."""
-    free = free_slices(table, placed)
-    if free <= 0:
+    """How much of the free space placement rules make unusable (0..1).
+
+    The largest base instance the free memory and compute slices could hold
+    if slices were interchangeable, against the largest that placement
+    actually allows: ``1 - actual / ideal`` (0 when nothing more would fit anyway).
+    """
+    free_memory = free_slices(table, placed)
+    free_compute = table.compute_slices - sum(table.get(i.profile).compute_slices
+                                              for i in placed)
+    ideal = max((table.get(n).memory_slices for n in _profile_order(table)
+                 if table.get(n).memory_slices <= free_memory
+                 and table.get(n).compute_slices <= free_compute), default=0)
+    if ideal == 0:
         return 0.0
-    usable = min(free, largest_fit_slices(table, placed))
-    return 1.0 - usable / free
+    return 1.0 - largest_fit_slices(table, placed) / ideal
 
 
 def can_add(table: ProfileTable, placed: Sequence[Instance], name: str) -> bool:

@@ -26,6 +26,7 @@ from gpumodel.inventory import NodeInventory
 from gpumodel.labels import INVENTORY_ANNOTATION, MIG_CONFIG, MIG_CONFIG_STATE, MIG_POLICY
 from gpumodel.mig import ProfileTable, profile_table
 from gpumodel.systems import system
+from migoperator.models import DGXJobSpec
 from migoperator.planning.slices import Instance
 
 JSON = dict[str, Any]
@@ -257,3 +258,32 @@ def group_pods_by_node(pods: Iterable[JSON]) -> dict[str, list[JSON]]:
             grouped.setdefault(node, []).append(pod)
     return grouped
 
+
+
+def job_spec(job: JSON) -> DGXJobSpec | None:
+    """The job's spec if it is valid, else None."""
+    try:
+        return DGXJobSpec.model_validate(job.get("spec") or {})
+    except ValidationError:
+        return None
+
+
+def job_phase(job: JSON) -> str | None:
+    return (job.get("status") or {}).get("phase")
+
+
+def job_admitted(job: JSON) -> bool:
+    """Validated by the operator (it writes ``status.gpus`` when it admits a job)."""
+    return bool((job.get("status") or {}).get("gpus"))
+
+
+def job_request(job: JSON) -> Request | None:
+    """The devices an admitted, waiting DGXJob needs (a gang may span nodes)."""
+    spec = job_spec(job)
+    if spec is None or job_phase(job) != "Pending" or not job_admitted(job):
+        return None
+    meta = job.get("metadata", {})
+    return Request(key=f"job:{meta.get('namespace')}/{meta.get('name')}",
+                   resource=spec.resource, count=spec.replicas * spec.per_replica,
+                   since=timestamp(meta.get("creationTimestamp")),
+                   selector=tuple(sorted(spec.node_selector.items())), divisible=True)

@@ -1,0 +1,335 @@
+"""DGXJobs: admit (validate and predict), place as a gang, bind, follow to the end.
+
+Placement is crash-safe by construction:
+
+1. the chosen nodes are written to ``status.placement`` (phase ``Placing``)
+   before any pod exists; that record is the reservation;
+2. the pods get deterministic names (``<job>-r<i>``), ``schedulerName``
+   ``dgxsim-scheduler`` (nothing else binds them) and an owner reference to
+   the job; creating one that exists returns the existing one;
+3. each pod is bound to its recorded node through the Binding API; one
+   already bound there is left alone;
+4. the phase becomes ``Scheduled``.
+
+An operator that stops anywhere in between finds the job in ``Placing`` at
+start and finishes steps 2-4 for the recorded nodes, so no replica is ever
+placed twice. If a bind is refused (the node went away, the pod was bound
+elsewhere), every pod of the job is deleted and the job goes back to
+``Pending``: all replicas or none. One lock serialises placement rounds and
+status updates, so two jobs never get the same devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from gpumodel.errors import GpuModelError
+from gpumodel.mig import MigProfile, profile_table
+from migoperator.apply.kube import Kube, now_rfc3339
+from migoperator.errors import InvalidJobError, KubeError, NotReadyError
+from migoperator.metrics import Metrics
+from migoperator.models import (
+    GROUP,
+    KIND,
+    VERSION,
+    DGXJobSpec,
+    DGXJobStatus,
+    ReplicaPlacement,
+    job_key,
+    pod_name,
+)
+from migoperator.planning.job_placer import (
+    Placement,
+    job_request_of,
+    node_capacities,
+    place_jobs,
+)
+from migoperator.planning.prediction import Estimate, estimate, human
+from migoperator.planning.views import (
+    JOB_LABEL,
+    group_pods_by_node,
+    job_admitted,
+    job_phase,
+    node_view,
+    timestamp,
+)
+from migoperator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+REPLICA_LABEL = "dgxsim.io/replica"
+QUEUE_LABEL = "dgxsim.io/queue"
+MIG_GPU_KINDS = ("a100-40gb", "a100-80gb")
+DEFAULT_GPU = "a100-40gb"
+TERMINAL = ("Succeeded", "Failed")
+
+
+def check_profile(spec: DGXJobSpec) -> None:
+    """A MIG profile must exist on some MIG-capable GPU kind."""
+    if spec.mig_profile is None:
+        return
+    gi = str(MigProfile.parse(spec.mig_profile).gpu_instance)
+    for kind in MIG_GPU_KINDS:
+        try:
+            profile_table(kind).get(gi)
+            return
+        except GpuModelError:
+            continue
+    names = sorted({n for k in MIG_GPU_KINDS for n in profile_table(k).names()})
+    raise InvalidJobError(f"no MIG profile {spec.mig_profile!r} on A100 GPUs; known: "
+                          f"{', '.join(names)}", "UnknownMigProfile")
+
+
+def pod_body(job: JSON, spec: DGXJobSpec, placed: ReplicaPlacement, seconds: float,
+             scheduler: str) -> JSON:
+    meta = job["metadata"]
+    labels = {JOB_LABEL: meta["name"], REPLICA_LABEL: str(placed.replica)}
+    if spec.queue:
+        labels[QUEUE_LABEL] = spec.queue
+    workload = {"workload": spec.workload, "steps": spec.steps, "precision": spec.precision,
+                "params": spec.parameters}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": placed.pod, "namespace": meta["namespace"], "labels": labels,
+            "annotations": {"dgxsim.io/duration": f"{seconds:.3f}",
+                            "dgxsim.io/workload": json.dumps(workload, sort_keys=True)},
+            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+                                 "name": meta["name"], "uid": meta["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}],
+        },
+        "spec": {
+            "schedulerName": scheduler, "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main", "image": "dgxsim/workload:latest",
+                "args": ["dgxsim", "workload"],
+                "env": [{"name": "DGXSIM_JOB", "value": meta["name"]},
+                        {"name": "DGXSIM_REPLICA", "value": str(placed.replica)},
+                        {"name": "DGXSIM_REPLICAS", "value": str(spec.replicas)}],
+                "resources": {"limits": {spec.resource: str(spec.per_replica)}},
+            }],
+        },
+    }
+
+
+def status_patch(**fields: Any) -> JSON:
+    """A status merge patch from model field names (validated, camelCase)."""
+    status = DGXJobStatus.model_validate(fields)
+    aliases = {f.alias: name for name, f in DGXJobStatus.model_fields.items() if f.alias}
+    names = {aliases.get(k, k) for k in fields}
+    return status.model_dump(mode="json", by_alias=True, include=names)
+
+
+@dataclass
+class JobController:
+    kube: Kube
+    settings: OperatorSettings
+    metrics: Metrics
+    on_change: Callable[[], None] = lambda: None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # ------------------------------------------------------------ admission
+
+    async def admit(self, job: JSON) -> DGXJobSpec | None:
+        """Validate and predict a job once; None if it has finished already.
+
+        An invalid job is marked Failed with the reason and raises InvalidJobError.
+        """
+        if job_phase(job) in TERMINAL:
+            return None
+        try:
+            spec = DGXJobSpec.model_validate(job.get("spec") or {})
+            if job_admitted(job):
+                return spec
+            check_profile(spec)
+            guess = estimate(spec, DEFAULT_GPU)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "spec"
+            await self._fail(job, InvalidJobError(f"spec.{where}: {first['msg']}"))
+            raise InvalidJobError(f"spec.{where}: {first['msg']}") from err
+        except InvalidJobError as err:
+            await self._fail(job, err)
+            raise
+        meta = job["metadata"]
+        await self.kube.patch_job_status(meta["namespace"], meta["name"], status_patch(
+            phase="Pending", reason="WaitingForCapacity", gpus=spec.gpus_text(),
+            predictedSeconds=guess.seconds, predicted=human(guess.seconds),
+            predictionSource=guess.source, observedGeneration=meta.get("generation"),
+            message=f"waiting for {spec.gpus_text()} {spec.resource}"))
+        self.on_change()
+        return spec
+
+    async def _fail(self, job: JSON, err: InvalidJobError) -> None:
+        meta = job["metadata"]
+        await self.kube.patch_job_status(meta["namespace"], meta["name"], status_patch(
+            phase="Failed", reason=err.reason, message=str(err),
+            completionTime=now_rfc3339()))
+        await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
+                              err.reason, str(err), "Warning")
+
+    # ------------------------------------------------------------ placement
+
+    async def place(self, namespace: str, name: str) -> None:
+        """One placement round for every waiting job; NotReadyError if this one waits."""
+        async with self._lock:
+            started, outcome = time.monotonic(), "error"
+            try:
+                waiting = await self._round()
+                reason = waiting.get(job_key(namespace, name))
+                outcome = "waiting" if reason else "placed"
+                if reason:
+                    raise NotReadyError(reason, self.settings.placement.retry_delay_s)
+            finally:
+                self.metrics.reconciled("placement", outcome, time.monotonic() - started)
+
+    async def _round(self) -> dict[str, str]:
+        jobs = await self.kube.list_jobs()
+        for job in jobs:
+            if job_phase(job) == "Placing":
+                await self._resume(job)
+        jobs = await self.kube.list_jobs()
+        self.metrics.jobs = dict(Counter(job_phase(j) or "New" for j in jobs))
+        nodes, pods = await self.kube.list_nodes(), await self.kube.list_pods()
+        by_node = group_pods_by_node(pods)
+        leaf = self.settings.placement.leaf_label
+        views = [node_view(n, by_node.get(n["metadata"]["name"], []), leaf) for n in nodes]
+        waiting_jobs = {job_key(j["metadata"]["namespace"], j["metadata"]["name"]): j
+                        for j in jobs if job_phase(j) == "Pending" and job_admitted(j)}
+        requests = [job_request_of(key, DGXJobSpec.model_validate(j["spec"]),
+                                   timestamp(j["metadata"].get("creationTimestamp")))
+                    for key, j in waiting_jobs.items()]
+        devices = {v.name: v.device or DEFAULT_GPU for v in views}
+        waiting: dict[str, str] = {}
+        for result in place_jobs(requests, node_capacities(views)):
+            if isinstance(result, Placement):
+                await self._commit(waiting_jobs[result.key], result, devices)
+            else:
+                waiting[result.key] = result.reason
+        return waiting
+
+    async def _commit(self, job: JSON, placement: Placement, devices: dict[str, str]) -> None:
+        meta = job["metadata"]
+        spec = DGXJobSpec.model_validate(job["spec"])
+        guess = estimate(spec, devices.get(placement.nodes[0], DEFAULT_GPU),
+                         len(placement.distinct_nodes))
+        placed = tuple(ReplicaPlacement(replica=i, node=n, pod=pod_name(meta["name"], i))
+                       for i, n in enumerate(placement.nodes))
+        job = {**job, "status": await self._status(job, status_patch(
+            phase="Placing", reason="Binding", placement=placed,
+            nodes=",".join(placement.distinct_nodes), predictedSeconds=guess.seconds,
+            predicted=human(guess.seconds), predictionSource=guess.source))}
+        await self._bind_all(job, spec, placed, guess)
+
+    async def _status(self, job: JSON, patch: JSON) -> JSON:
+        meta = job["metadata"]
+        updated = await self.kube.patch_job_status(meta["namespace"], meta["name"], patch)
+        return dict(updated.get("status") or {})
+
+    async def _resume(self, job: JSON) -> None:
+        """Finish a placement an earlier run recorded but may not have bound."""
+        spec = DGXJobSpec.model_validate(job["spec"])
+        status = DGXJobStatus.model_validate(job.get("status") or {})
+        seconds = status.predicted_seconds or self.settings.placement.default_duration_s
+        log.info("resuming placement of %s/%s", job["metadata"]["namespace"],
+                 job["metadata"]["name"])
+        await self._bind_all(job, spec, status.placement,
+                             Estimate(seconds, None, status.prediction_source or "recorded"))
+
+    async def _bind_all(self, job: JSON, spec: DGXJobSpec, placed: tuple[ReplicaPlacement, ...],
+                        guess: Estimate) -> None:
+        meta = job["metadata"]
+        namespace = meta["namespace"]
+        scheduler = self.settings.placement.scheduler_name
+        try:
+            for replica in placed:
+                pod = await self.kube.create_pod(namespace, pod_body(
+                    job, spec, replica, guess.seconds, scheduler))
+                bound = (pod.get("spec") or {}).get("nodeName")
+                if bound == replica.node:
+                    continue
+                if bound:
+                    raise KubeError(f"pod {replica.pod} is bound to {bound}", 409)
+                await self.kube.bind_pod(namespace, replica.pod, replica.node)
+        except KubeError as err:
+            await self._roll_back(job, placed, str(err))
+            return
+        nodes = ",".join(dict.fromkeys(p.node for p in placed))
+        await self._status(job, status_patch(phase="Scheduled", reason="Scheduled",
+                                             message=f"{len(placed)} replica(s) bound to "
+                                                     f"{nodes}"))
+        self.metrics.decided("placement")
+        await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
+                              "Placed", f"{spec.gpus_text()} {spec.resource} on {nodes}; "
+                              f"predicted {human(guess.seconds)} ({guess.source})")
+
+    async def _roll_back(self, job: JSON, placed: tuple[ReplicaPlacement, ...],
+                         why: str) -> None:
+        meta = job["metadata"]
+        log.warning("placement of %s/%s rolled back: %s", meta["namespace"], meta["name"], why)
+        for replica in placed:
+            await self.kube.delete_pod(meta["namespace"], replica.pod)
+        await self._status(job, {"phase": "Pending", "reason": "PlacementRolledBack",
+                                 "message": why[:500], "placement": [], "nodes": None})
+        await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
+                              "PlacementRolledBack", why, "Warning")
+
+    # ------------------------------------------------------------ following the pods
+
+    async def sync(self, namespace: str, name: str) -> None:
+        """Derive a placed job's phase from its pods."""
+        async with self._lock:
+            job = await self.kube.get_job(namespace, name)
+            if job is None or job_phase(job) not in ("Scheduled", "Running"):
+                return
+            pods = await self.kube.list_pods(f"{JOB_LABEL}={name}", namespace)
+            patch = phase_from_pods(job, pods)
+            if patch:
+                await self._status(job, patch)
+                if patch.get("phase") in TERMINAL:
+                    kind = "Normal" if patch["phase"] == "Succeeded" else "Warning"
+                    await self.kube.event(
+                        {**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
+                        str(patch.get("reason") or patch["phase"]),
+                        str(patch.get("message") or patch["phase"]), kind)
+                    self.on_change()
+
+
+def phase_from_pods(job: JSON, pods: list[JSON]) -> JSON:
+    """The status patch a placed job's pods call for ({} when nothing changes)."""
+    status = DGXJobStatus.model_validate(job.get("status") or {})
+    spec = DGXJobSpec.model_validate(job["spec"])
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    phases = {r.pod: (by_name.get(r.pod, {}).get("status") or {}).get("phase")
+              for r in status.placement}
+    succeeded = sum(1 for p in phases.values() if p == "Succeeded")
+    failed = [n for n, p in phases.items() if p == "Failed"]
+    missing = [n for n in phases if n not in by_name]
+    counts = {"succeeded": succeeded, "failed": len(failed)}
+    if failed or missing:
+        which = (failed or missing)[0]
+        pod_status = by_name.get(which, {}).get("status") or {}
+        why = pod_status.get("message") or pod_status.get("reason") or (
+            "failed" if failed else "was deleted")
+        return status_patch(phase="Failed", reason="ReplicaFailed" if failed else
+                            "ReplicaDeleted", message=f"pod {which}: {why}",
+                            completionTime=now_rfc3339(), **counts)
+    if succeeded == spec.replicas:
+        return status_patch(phase="Succeeded", reason="Completed",
+                            message=f"{succeeded} replica(s) succeeded",
+                            completionTime=now_rfc3339(), **counts)
+    if all(p in ("Running", "Succeeded") for p in phases.values()) and \
+            status.phase != "Running":
+        return status_patch(phase="Running", reason="Running", startTime=now_rfc3339(),
+                            message=f"{spec.replicas} replica(s) running", **counts)
+    return {}

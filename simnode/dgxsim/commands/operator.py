@@ -1,0 +1,54 @@
+"""``dgxsim operator``: run the kopf operator that partitions MIG and places DGXJobs.
+
+The Helm chart runs exactly this command in the operator's pod (no
+``--kubeconfig``: the service account); ``dgxsim up`` can run it beside the
+node agent with the cluster's kubeconfig. Settings not on the command line
+come from ``DGXSIM_OPERATOR_<GROUP>__<FIELD>`` variables (see
+``migoperator.settings``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from dgxsim.commands import CommandError
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "operator", help="run the operator (dynamic MIG partitioning, DGXJob placement)")
+    parser.add_argument("--kubeconfig", type=Path, default=None, metavar="PATH",
+                        help="kubeconfig to use (default: the in-cluster service account)")
+    parser.add_argument("--namespace", default=None, metavar="NS",
+                        help="namespace of the mig-parted ConfigMap (default dgxsim-system)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve Prometheus metrics on this port (0: any free port)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.set_defaults(func=cmd_operator)
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from migoperator.main import run
+    from migoperator.settings import OperatorSettings
+
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        raise CommandError(f"no kubeconfig at {args.kubeconfig}")
+    try:
+        settings = OperatorSettings.from_env(
+            kube={"kubeconfig": args.kubeconfig, "namespace": args.namespace},
+            metrics={"port": args.metrics_port})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from err
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":  # one line per handled event is noise
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    run(settings)
+    return 0
