@@ -127,6 +127,7 @@ def test_the_kind_cluster_has_one_control_plane_and_labelled_dgx_workers() -> No
     assert config["networking"]["apiServerAddress"] == "127.0.0.1"
 
 
+@pytest.mark.cluster
 def test_every_manifest_it_applies_passes_server_side_dry_run(control_plane: Cluster) -> None:
     applied = [c[c.index("-f") + 1] for c in commands() if c[:2] == ["kubectl", "apply"]]
     assert applied == ["kind/gpu-job.yaml", "kind/mig-job.yaml"]
@@ -137,6 +138,7 @@ def test_every_manifest_it_applies_passes_server_side_dry_run(control_plane: Clu
         assert "(server dry run)" in result.stdout
 
 
+@pytest.mark.cluster
 def test_the_notes_it_quotes_are_what_the_chart_prints(control_plane: Cluster) -> None:
     from chart_helpers import helm
 
