@@ -45,7 +45,9 @@ class DynamicSettings(_Group):
     interval_s: float = Field(default=2.0, gt=0)
     """How often the partitioner looks at pending demand even without news."""
     settle_s: float = Field(default=1.0, ge=0)
-    """A pending pod counts as demand only after waiting this long (hysteresis)."""
+    """Demand is acted on once no new request arrived for this long (hysteresis)."""
+    max_wait_s: float = Field(default=10.0, ge=0)
+    """...or once the oldest request has waited this long, while requests keep arriving."""
     min_interval_s: float = Field(default=5.0, ge=0)
     """Least time between two reconfigurations of one node (rate limit)."""
     keep_s: float = Field(default=30.0, ge=0)

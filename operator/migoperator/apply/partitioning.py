@@ -53,7 +53,8 @@ NODE_SIDE_FAILURES = ("MigConfigBlocked", "MigConfigFailed")
 
 def policy_of(settings: OperatorSettings) -> DynamicPolicy:
     d = settings.dynamic
-    return DynamicPolicy(settle_s=d.settle_s, min_interval_s=d.min_interval_s,
+    return DynamicPolicy(settle_s=d.settle_s, max_wait_s=d.max_wait_s,
+                         min_interval_s=d.min_interval_s,
                          keep_s=d.keep_s, failure_backoff_s=d.failure_backoff_s)
 
 

@@ -19,7 +19,8 @@ configs. The rules, in order:
 4. *Idle only.* A busy instance or a busy whole GPU is never part of a change;
    idle instances are dropped only when the new demand cannot fit around them,
    and dropped ones are put back wherever they still fit.
-5. *Damping.* A request counts only after waiting ``settle_s``; a node changes
+5. *Damping.* Demand counts once no new request arrived for ``settle_s`` (or
+   the oldest has waited ``max_wait_s``); a node changes
    at most once per ``min_interval_s`` and never while a change is in flight;
    a GPU carved in the last ``keep_s`` is not rebuilt for other demand; a node
    whose change failed is left alone for ``failure_backoff_s``. Idle instances
@@ -53,6 +54,7 @@ class DynamicPolicy:
     """The damping knobs of rule 5 (see the module doc)."""
 
     settle_s: float = 1.0
+    max_wait_s: float = 10.0
     min_interval_s: float = 5.0
     keep_s: float = 30.0
     failure_backoff_s: float = 30.0
@@ -392,7 +394,7 @@ def plan_partitions(nodes: Sequence[NodeView], requests: Sequence[Request],
                     policy: DynamicPolicy = DynamicPolicy()) -> PartitionPlan:
     """Decide the dynamic nodes' next layouts for the pending ``requests`` (module doc)."""
     memory = observe(memory, nodes, now, policy)
-    settled = [r for r in requests if now - r.since >= policy.settle_s]
+    settled = settled_requests(requests, now, policy)
     demand = Counter[str]()
     for req in settled:
         demand[req.resource] += req.count
@@ -434,6 +436,25 @@ def plan_partitions(nodes: Sequence[NodeView], requests: Sequence[Request],
                                        "inflight": inflight})
     return PartitionPlan(decisions=tuple(decisions), memory=memory, demand=dict(demand),
                          unmet=dict(leftover), waiting=waiting)
+
+
+def settled_requests(requests: Sequence[Request], now: float, policy: DynamicPolicy
+                     ) -> list[Request]:
+    """The demand to act on: all of it once no request arrived for ``settle_s``.
+
+    Pods of one Job or one ``kubectl apply`` arrive over a moment; acting on
+    the first of them would carve a layout for a fraction of the demand and
+    then change it again. While requests keep arriving the planner waits, but
+    never longer than ``max_wait_s`` for the oldest (then it takes those that
+    have waited ``settle_s``).
+    """
+    if not requests:
+        return []
+    if now - max(r.since for r in requests) >= policy.settle_s:
+        return list(requests)
+    if now - min(r.since for r in requests) >= policy.max_wait_s:
+        return [r for r in requests if now - r.since >= policy.settle_s]
+    return []
 
 
 def _subtract(requests: list[Request], served: Mapping[str, int]) -> list[Request]:

@@ -286,3 +286,16 @@ def test_a_second_look_at_the_same_demand_changes_nothing(node: NodeView,
                         labels={**DYNAMIC, "nvidia.com/mig.config": name,
                                 "nvidia.com/mig.config.state": "pending"})
     assert plan_partitions([answered], reqs, first.memory, NOW + 1).decisions == ()
+
+
+def test_demand_still_arriving_waits_but_not_forever() -> None:
+    policy = DynamicPolicy(settle_s=1.0, max_wait_s=5.0)
+    trickle = requests("1g.5gb", 1, "old", since=NOW - 3) + requests("1g.5gb", 1, "new",
+                                                                     since=NOW - 0.1)
+    assert plan_partitions([blank_node()], trickle, PartitionMemory(), NOW, policy
+                           ).decisions == ()
+    quiet = plan_partitions([blank_node()], trickle, PartitionMemory(), NOW + 1, policy)
+    assert sum(quiet.decisions[0].serves.values()) == 2
+    overdue = plan_partitions([blank_node()], trickle, PartitionMemory(), NOW + 0.5,
+                              DynamicPolicy(settle_s=1.0, max_wait_s=2.0))
+    assert dict(overdue.decisions[0].serves) == {"ns/old1g.5gb-0": 1}

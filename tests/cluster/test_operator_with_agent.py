@@ -1,0 +1,221 @@
+"""The operator with the node agent on the real control plane: NVIDIA's label protocol end
+to end, a relabel blocked by a running pod, dynamic partitioning across an operator
+restart, and gang placement of a DGXJob that runs to completion."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kube import AgentProcess, Cluster
+from operator_proc import OperatorProcess, dgxjob, job_pods, job_status, wait_for
+
+from gpumodel.inventory import NodeInventory
+
+PREFIX = "opa"
+TAG = {"dgxsim.io/test": "operator-with-agent"}
+
+
+@pytest.fixture(scope="module")
+def agent(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[AgentProcess]:
+    process = AgentProcess(control_plane, tmp_path_factory.mktemp("opagent"), 3, PREFIX,
+                           "--time-scale", "1")
+    process.start()
+    try:
+        for name in process.names:
+            control_plane.kubectl("label", "node", name, "dgxsim.io/test=operator-with-agent")
+        yield process
+    finally:
+        process.stop()
+        process.delete_nodes()
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: Cluster, agent: AgentProcess,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(control_plane, tmp_path_factory.mktemp("opop") / "op.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    from operator_proc import unique_name
+
+    name = unique_name("opa", request)
+    control_plane.kubectl("create", "namespace", name)
+    wait_for("default service account", lambda: control_plane.kubectl(
+        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def labels(cluster: Cluster, node: str) -> dict[str, str]:
+    return dict(cluster.kubectl_json("get", "node", node)["metadata"]["labels"])
+
+
+def allocatable(cluster: Cluster, node: str) -> dict[str, str]:
+    return dict(cluster.kubectl_json("get", "node", node)["status"]["allocatable"])
+
+
+def inventory(cluster: Cluster, node: str) -> NodeInventory:
+    text = cluster.kubectl_json("get", "node", node)["metadata"]["annotations"][
+        "dgxsim.io/inventory"]
+    return NodeInventory.model_validate_json(text)
+
+
+def pod(name: str, node: str, resource: str, duration: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "annotations": {"dgxsim.io/duration": duration}},
+            "spec": {"restartPolicy": "Never",
+                     "nodeSelector": {"kubernetes.io/hostname": node},
+                     "containers": [{"name": "main", "image": "dgxsim/workload",
+                                     "resources": {"limits": {resource: "1"}}}]}}
+
+
+def apply(cluster: Cluster, namespace: str, *objects: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": list(objects)}))
+
+
+def phase(cluster: Cluster, namespace: str, name: str) -> str:
+    return str(cluster.kubectl_json("get", "pod", name, "-n", namespace)["status"].get("phase"))
+
+
+def test_a_gang_runs_on_the_two_free_nodes_and_completes(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    busy = agent.names[2]
+    apply(control_plane, namespace, pod("busy", busy, "nvidia.com/gpu", "45s")
+          | {"spec": {**pod("busy", busy, "nvidia.com/gpu", "45s")["spec"], "containers": [{
+              "name": "main", "image": "dgxsim/workload",
+              "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}})
+    wait_for("busy pod running", lambda: phase(control_plane, namespace, "busy") == "Running")
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "train", workload="resnet50-train", replicas=2, gpusPerReplica=8, steps=20,
+        durationSeconds=3, nodeSelector=TAG))
+    wait_for("job succeeded", lambda: job_status(control_plane, namespace, "train").get(
+        "phase") == "Succeeded")
+    pods = job_pods(control_plane, namespace, "train")
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(agent.names[:2])
+    assert all(p["status"]["phase"] == "Succeeded" for p in pods)
+    status = job_status(control_plane, namespace, "train")
+    assert status["succeeded"] == 2 and status["predictedSeconds"] == 3.0
+    control_plane.kubectl("delete", "pod", "busy", "-n", namespace, "--wait=true")
+
+
+def test_a_named_config_reaches_success_with_56_instances(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess) -> None:
+    node = agent.names[0]
+    control_plane.kubectl("label", "node", node, "nvidia.com/mig.config=all-1g.5gb",
+                          "--overwrite")
+    wait_for("success", lambda: labels(control_plane, node).get(
+        "nvidia.com/mig.config.state") == "success")
+    wait_for("56 slices", lambda: allocatable(control_plane, node).get(
+        "nvidia.com/mig-1g.5gb") == "56")
+
+
+def test_a_relabel_blocked_by_a_running_pod_fails_and_later_succeeds(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    node = agent.names[0]
+    wait_for("all-1g.5gb applied", lambda: allocatable(control_plane, node).get(
+        "nvidia.com/mig-1g.5gb") == "56")
+    apply(control_plane, namespace, pod("holder", node, "nvidia.com/mig-1g.5gb", "8s"))
+    wait_for("holder running", lambda: phase(control_plane, namespace, "holder") == "Running")
+    control_plane.kubectl("label", "node", node, "nvidia.com/mig.config=all-7g.40gb",
+                          "--overwrite")
+    wait_for("failed", lambda: labels(control_plane, node).get(
+        "nvidia.com/mig.config.state") == "failed")
+
+    def operator_event() -> dict[str, Any] | None:
+        events = control_plane.kubectl_json("get", "events", "-n", "default",
+                                            "--field-selector",
+                                            f"involvedObject.name={node}")["items"]
+        return next((e for e in events if e["reason"] == "MigReconfigurationFailed"
+                     and "all-7g.40gb" in e["message"]), None)
+
+    event = wait_for("operator event", operator_event)
+    assert f"{namespace}/holder" in event["message"]
+    assert event["source"]["component"] == "dgxsim-operator"
+    assert inventory(control_plane, node).resources().get("nvidia.com/mig-1g.5gb") == 56
+    wait_for("holder done", lambda: phase(control_plane, namespace, "holder") == "Succeeded")
+    control_plane.kubectl("label", "node", node, "nvidia.com/mig.config=all-3g.20gb",
+                          "--overwrite")
+    wait_for("success", lambda: labels(control_plane, node).get(
+        "nvidia.com/mig.config.state") == "success" and labels(control_plane, node).get(
+        "nvidia.com/mig.config") == "all-3g.20gb")
+    wait_for("16 slices", lambda: allocatable(control_plane, node).get(
+        "nvidia.com/mig-3g.20gb") == "16")
+
+
+class HeldWatcher:
+    """Polls a node's inventory; records any held device that vanished while held."""
+
+    def __init__(self, cluster: Cluster, node: str) -> None:
+        self.cluster, self.node = cluster, node
+        self.violations: list[str] = []
+        self.snapshots = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HeldWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        held: dict[str, str] = {}
+        while not self._stop.is_set():
+            try:
+                inv = inventory(self.cluster, self.node)
+            except (AssertionError, KeyError, ValueError):
+                continue
+            self.snapshots += 1
+            present = {d.id: d.owner for d in inv.devices}
+            for device, owner in held.items():
+                if device not in present:
+                    self.violations.append(f"{device} vanished while held by {owner}")
+            held = {d: o for d, o in present.items() if o}
+            self._stop.wait(0.2)
+
+
+def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_restart(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    node = agent.names[1]
+    assert not any(g.mig_mode == "Enabled" for g in inventory(control_plane, node).gpus)
+    with HeldWatcher(control_plane, node) as watcher:
+        control_plane.kubectl("label", "node", node, "dgxsim.io/mig-policy=dynamic")
+        pods = [pod(f"small-{i}", node, "nvidia.com/mig-1g.5gb", "40s") for i in range(14)]
+        pods += [pod(f"large-{i}", node, "nvidia.com/mig-3g.20gb", "40s") for i in range(2)]
+        apply(control_plane, namespace, *pods)
+        config = wait_for("dynamic config", lambda: labels(control_plane, node).get(
+            "nvidia.com/mig.config"))
+        operator.stop(crash=True)  # in the middle of the reconfiguration
+        operator.start()
+        for item in pods:
+            name = item["metadata"]["name"]
+            wait_for(f"{name} running", lambda n=name: phase(control_plane, namespace,
+                                                              n) == "Running")
+    assert watcher.snapshots > 0 and watcher.violations == []
+    inv = inventory(control_plane, node)
+    held_gpus = {d.gpu_index for d in inv.devices if d.owner}
+    assert len(held_gpus) == 3, "16 instances fit on three GPUs"
+    events = control_plane.kubectl_json("get", "events", "-n", "default", "--field-selector",
+                                        f"involvedObject.name={node}")["items"]
+    decided = [e["message"].split(":", 1)[0] for e in events
+               if e["reason"] == "MigLayoutDecided"]
+    assert config in decided
+    assert len(decided) == len(set(decided)), "the restart decided no layout twice"
+    assert labels(control_plane, node)["nvidia.com/mig.config"] == decided[-1]
