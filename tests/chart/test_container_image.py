@@ -13,6 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
+import pytest
 from chart_helpers import REPO_ROOT, container, find, render
 
 from dgxsim.cli import build_parser
@@ -135,3 +136,27 @@ def test_the_cli_accepts_the_gpu_test_job_args() -> None:
     parsed = build_parser().parse_args(args)
     assert parsed.command == "workload"
     assert parsed.duration == "2m30s"
+
+
+def test_the_operator_settings_accept_the_deployment_env() -> None:
+    from migoperator.settings import OperatorSettings
+
+    op = container(find(render(), "Deployment"))
+    env = {e["name"]: e["value"] for e in op["env"] if "value" in e}
+    assert env, "the chart configures the operator through its environment"
+    settings = OperatorSettings.from_env(environ=env)
+    assert settings.metrics.host == "0.0.0.0"
+    assert settings.kube.install_crd is False, \
+        "the chart ships the CRD; the operator's RBAC has no right to create it"
+
+
+@pytest.mark.xfail(strict=True, raises=SystemExit,
+                   reason="contract: `dgxsim operator --liveness-port PORT` (kopf's liveness "
+                          "endpoint for the chart's probe) is not implemented yet")
+def test_the_cli_accepts_the_operator_deployment_args() -> None:
+    args = container(find(render(namespace="gpu-sim"), "Deployment"))["args"]
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "operator"
+    assert parsed.namespace == "gpu-sim"
+    assert parsed.metrics_port == 8080
+    assert parsed.liveness_port == 8081
