@@ -13,7 +13,6 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
-import pytest
 from chart_helpers import REPO_ROOT, container, find, render
 
 from dgxsim.cli import build_parser
@@ -150,9 +149,6 @@ def test_the_operator_settings_accept_the_deployment_env() -> None:
         "the chart ships the CRD; the operator's RBAC has no right to create it"
 
 
-@pytest.mark.xfail(strict=True, raises=SystemExit,
-                   reason="contract: `dgxsim operator --liveness-port PORT` (kopf's liveness "
-                          "endpoint for the chart's probe) is not implemented yet")
 def test_the_cli_accepts_the_operator_deployment_args() -> None:
     args = container(find(render(namespace="gpu-sim"), "Deployment"))["args"]
     parsed = build_parser().parse_args(args)
