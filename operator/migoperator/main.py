@@ -30,9 +30,12 @@ async def operate(settings: OperatorSettings, stop: asyncio.Event | None = None,
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+    health = settings.metrics
+    liveness = (f"http://{health.host}:{health.liveness_port}/healthz"
+                if health.liveness_port is not None else None)
     await kopf.operator(registry=kopf.get_default_registry(), clusterwide=True,
                         standalone=True, memo=kopf.Memo(settings=settings),
-                        stop_flag=stop, ready_flag=ready)
+                        stop_flag=stop, ready_flag=ready, liveness_endpoint=liveness)
 
 
 def run(settings: OperatorSettings) -> None:

@@ -36,7 +36,9 @@ class MetricsSettings(_Group):
     port: int | None = Field(default=None, ge=0, le=65535)
     """Port of the Prometheus endpoint (``/metrics``); None serves none, 0 picks a free one."""
     host: str = "127.0.0.1"
-    """Address the endpoint binds to (a pod sets ``0.0.0.0`` through the environment)."""
+    """Address the endpoints bind to (a pod sets ``0.0.0.0`` through the environment)."""
+    liveness_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port of kopf's liveness endpoint (``/healthz``); None serves none."""
 
 
 class DynamicSettings(_Group):

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "dgxsim.commands.workload",
     "dgxsim.commands.perf",
     "dgxsim.commands.operator",
+    "dgxsim.commands.show",
 )
 
 

@@ -219,3 +219,18 @@ def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_rest
     assert config in decided
     assert len(decided) == len(set(decided)), "the restart decided no layout twice"
     assert labels(control_plane, node)["nvidia.com/mig.config"] == decided[-1]
+
+
+def test_show_draws_every_node_with_its_slices(control_plane: Cluster, agent: AgentProcess,
+                                               tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    png = tmp_path / "nodes.png"
+    result = subprocess.run([sys.executable, "-m", "dgxsim", "show", "--kubeconfig",
+                             str(control_plane.kubeconfig), "--png", str(png)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    heads = [line for line in result.stdout.splitlines() if line.startswith(PREFIX)]
+    assert [h.split()[0] for h in heads] == agent.names
+    assert "3g.20gb" in result.stdout and png.read_bytes()[:4] == b"\x89PNG"

@@ -20,7 +20,7 @@ import yaml
 from gpumodel.errors import MigConfigError
 from gpumodel.migparted import MigPartedConfig, default_mig_configs, parse_mig_parted_config
 from migoperator.apply.kube import Kube
-from migoperator.errors import ConflictError, NotReadyError
+from migoperator.errors import ConflictError, KubeError, NotReadyError
 from migoperator.planning.mig_planner import CONFIG_PREFIX
 
 CONFIG_MAP = "dgxsim-mig-configs"
@@ -46,14 +46,23 @@ def _body(namespace: str, text: str, resource_version: str | None = None) -> dic
 
 
 async def ensure_default_configmap(kube: Kube, namespace: str) -> bool:
-    """Create the ConfigMap with the default configs if missing; True if it was created."""
-    await kube.ensure_namespace(namespace)
+    """Create the ConfigMap with the default configs if missing; True if it was created.
+
+    The namespace is created only when it does not exist (``dgxsim up``); under
+    the Helm chart it always does, and the operator has no right to create one.
+    """
     if await kube.read_configmap(namespace, CONFIG_MAP) is not None:
         return False
+    body = _body(namespace, render(default_mig_configs()))
     try:
-        await kube.create_configmap(namespace, _body(namespace, render(default_mig_configs())))
+        await kube.create_configmap(namespace, body)
     except ConflictError:
         return False
+    except KubeError as err:
+        if err.status != 404:
+            raise
+        await kube.ensure_namespace(namespace)
+        await kube.create_configmap(namespace, body)
     return True
 
 

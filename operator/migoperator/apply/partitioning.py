@@ -51,6 +51,14 @@ JSON = dict[str, Any]
 NODE_SIDE_FAILURES = ("MigConfigBlocked", "MigConfigFailed")
 
 
+def holders(node: JSON) -> list[str]:
+    """Pods holding devices on ``node``, from its inventory (``namespace/pod``)."""
+    inventory = parse_inventory(node)
+    owners = {d.owner.rsplit("/", 1)[0] for d in (inventory.devices if inventory else ())
+              if d.owner}
+    return sorted(owners)
+
+
 def policy_of(settings: OperatorSettings) -> DynamicPolicy:
     d = settings.dynamic
     return DynamicPolicy(settle_s=d.settle_s, max_wait_s=d.max_wait_s,
@@ -135,6 +143,26 @@ class Partitioner:
         await self.kube.event({**node, "kind": "Node", "apiVersion": "v1"},
                               "MigLayoutDecided", decision.reason())
 
+    async def _node_side_reason(self, node: JSON) -> str:
+        """The node side's own words (its latest failure event), else who holds devices.
+
+        Reading events needs ``list`` on events, which a tight RBAC may not grant;
+        the inventory's owners then name the pods that may be in the way.
+        """
+        name = node["metadata"]["name"]
+        try:
+            events = [e for e in await self.kube.node_events(name)
+                      if e.get("reason") in NODE_SIDE_FAILURES]
+        except KubeError:
+            events = []
+        events.sort(key=lambda e: e.get("lastTimestamp") or e["metadata"].get(
+            "creationTimestamp") or "")
+        if events:
+            return str(events[-1]["message"])
+        pods = holders(node)
+        return ("pods holding devices on the node: " + ", ".join(pods) if pods
+                else "no reason recorded by the node")
+
     async def _surface_failures(self, nodes: list[JSON]) -> None:
         for node in nodes:
             meta = node["metadata"]
@@ -146,11 +174,7 @@ class Partitioner:
             self._reported[name] = seen
             if seen[1] != "failed":
                 continue
-            events = [e for e in await self.kube.node_events(name)
-                      if e.get("reason") in NODE_SIDE_FAILURES]
-            events.sort(key=lambda e: e.get("lastTimestamp") or e["metadata"].get(
-                "creationTimestamp") or "")
-            why = events[-1]["message"] if events else "no reason recorded by the node"
+            why = await self._node_side_reason(node)
             await self.kube.event({**node, "kind": "Node", "apiVersion": "v1"},
                                   "MigReconfigurationFailed",
                                   f"nvidia.com/mig.config={seen[0]} failed: {why}", "Warning")

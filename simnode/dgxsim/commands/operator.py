@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
                         help="namespace of the mig-parted ConfigMap (default dgxsim-system)")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics on this port (0: any free port)")
+    parser.add_argument("--liveness-port", type=int, default=None, metavar="PORT",
+                        help="serve kopf's liveness probe on this port (/healthz)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.set_defaults(func=cmd_operator)
@@ -42,7 +44,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     try:
         settings = OperatorSettings.from_env(
             kube={"kubeconfig": args.kubeconfig, "namespace": args.namespace},
-            metrics={"port": args.metrics_port})
+            metrics={"port": args.metrics_port, "liveness_port": args.liveness_port})
     except ValidationError as err:
         first = err.errors()[0]
         raise CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from err

@@ -1,0 +1,173 @@
+"""``dgxsim show``: every node's GPUs and MIG slices, drawn in the terminal or as a PNG.
+
+Reads the ``dgxsim.io/inventory`` annotation each node publishes (the same
+document the operator plans from), so it shows what the cluster shows: each
+GPU as its 8 memory slices, each GPU instance over the slices it holds, with
+the pod that holds it, ``free``, or ``UNHEALTHY``; a GPU outside MIG mode as
+one bar. ``--png FILE`` draws the same picture with matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from dgxsim.commands import CommandError, add_state_dir, state_dir_of
+from gpumodel.inventory import InventoryDevice, NodeInventory
+from gpumodel.labels import INVENTORY_ANNOTATION, MIG_CONFIG, MIG_CONFIG_STATE
+
+SLICES = 8
+CELL = 14
+
+
+@dataclass(frozen=True)
+class Block:
+    """One bar segment: slices ``[start, start + size)`` of a GPU."""
+
+    start: int
+    size: int
+    label: str
+    state: str  # free | held | unhealthy
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("show", help="draw every node's GPUs and MIG slices")
+    add_state_dir(parser)
+    parser.add_argument("--kubeconfig", type=Path, default=None, metavar="PATH",
+                        help="cluster to read (default: the kubeconfig of the state dir)")
+    parser.add_argument("--png", type=Path, default=None, metavar="FILE",
+                        help="also write the picture as a PNG")
+    parser.set_defaults(func=cmd_show)
+
+
+def _owner(device: InventoryDevice) -> str:
+    return device.owner.rsplit("/", 1)[0] if device.owner else ""
+
+
+def gpu_blocks(inventory: NodeInventory, index: int) -> list[Block]:
+    """The segments of one GPU, lowest slice first (free slices as their own blocks)."""
+    devices = [d for d in inventory.devices if d.gpu_index == index]
+    whole = next((d for d in devices if d.kind == "gpu"), None)
+    migs = [d for d in devices if d.kind == "mig" and d.mig is not None]
+    if not migs and whole is not None and whole.usable:
+        state = "unhealthy" if whole.health != "Healthy" else "held" if whole.owner else "free"
+        return [Block(0, SLICES, _owner(whole) or ("whole GPU free" if state != "unhealthy"
+                                                   else "UNHEALTHY"), state)]
+    blocks: list[Block] = []
+    used: set[int] = set()
+    by_gi: dict[int, list[InventoryDevice]] = {}
+    for d in migs:
+        assert d.mig is not None
+        by_gi.setdefault(d.mig.gi_id, []).append(d)
+    for cis in by_gi.values():
+        place = cis[0].mig
+        assert place is not None
+        held = [_owner(c) for c in cis if c.owner]
+        unhealthy = any(c.health != "Healthy" for c in cis)
+        state = "unhealthy" if unhealthy else "held" if held else "free"
+        name = str(cis[0].profile) if len(cis) == 1 else f"{len(cis)} CIs"
+        label = f"{name} {held[0]}" if held else f"{name} {'UNHEALTHY' if unhealthy else 'free'}"
+        blocks.append(Block(place.memory_start, place.memory_slices, label, state))
+        used.update(range(place.memory_start, place.memory_start + place.memory_slices))
+    blocks += [Block(s, 1, "", "empty") for s in range(SLICES) if s not in used]
+    return sorted(blocks, key=lambda b: b.start)
+
+
+def _cell(text: str, width: int) -> str:
+    return text[:width].center(width)
+
+
+def render_text(node: str, inventory: NodeInventory, labels: dict[str, str]) -> str:
+    config = labels.get(MIG_CONFIG)
+    head = f"{node} ({inventory.kind})"
+    if config:
+        head += f"  mig.config={config} ({labels.get(MIG_CONFIG_STATE, '?')})"
+    lines = [head]
+    for gpu in inventory.gpus:
+        mode = "MIG" if gpu.mig_mode == "Enabled" else "   "
+        cells = "".join("[" + _cell(b.label if b.state != "empty" else ".",
+                                    b.size * CELL - 2) + "]" for b in gpu_blocks(inventory,
+                                                                                 gpu.index))
+        lines.append(f"  GPU{gpu.index} {mode} {cells}")
+    return "\n".join(lines)
+
+
+def render_png(path: Path, nodes: list[tuple[str, NodeInventory]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"free": "#8fd18f", "held": "#6fa8dc", "unhealthy": "#e06666",
+               "empty": "#eeeeee"}
+    rows = sum(len(inv.gpus) + 1 for _, inv in nodes)
+    fig, ax = plt.subplots(figsize=(12, max(2.0, rows * 0.35)))
+    y = 0
+    ticks, names = [], []
+    for node, inv in nodes:
+        ax.text(0, y - 0.1, node, fontsize=9, fontweight="bold", va="bottom")
+        y += 1
+        for gpu in inv.gpus:
+            for b in gpu_blocks(inv, gpu.index):
+                ax.barh(y, b.size, left=b.start, color=colours[b.state], edgecolor="black",
+                        height=0.8)
+                if b.label:
+                    ax.text(b.start + b.size / 2, y, b.label, ha="center", va="center",
+                            fontsize=6)
+            ticks.append(y)
+            names.append(f"GPU{gpu.index}")
+            y += 1
+    ax.set_yticks(ticks, names, fontsize=7)
+    ax.set_xlim(0, SLICES)
+    ax.set_ylim(y, -1)
+    ax.set_xlabel("memory slice")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+async def _nodes(kubeconfig: Path) -> list[dict[str, Any]]:
+    from kubernetes_asyncio import client, config
+
+    api = await config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        core: Any = client.CoreV1Api(api)
+        response = await core.list_node(_preload_content=False)
+        return list(json.loads(await response.read())["items"])
+    finally:
+        await api.close()
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    kubeconfig = args.kubeconfig or state_dir_of(args) / "kubeconfig"
+    if not Path(kubeconfig).is_file():
+        raise CommandError(f"no kubeconfig at {kubeconfig} (start a cluster with dgxsim up "
+                           "or pass --kubeconfig)")
+    try:
+        items = asyncio.run(_nodes(Path(kubeconfig)))
+    except OSError as err:
+        raise CommandError(f"cannot reach the cluster: {err}") from err
+    shown: list[tuple[str, NodeInventory]] = []
+    for node in sorted(items, key=lambda n: n["metadata"]["name"]):
+        meta = node["metadata"]
+        text = (meta.get("annotations") or {}).get(INVENTORY_ANNOTATION)
+        if not text:
+            continue
+        try:
+            inventory = NodeInventory.model_validate_json(text)
+        except ValidationError:
+            continue
+        shown.append((meta["name"], inventory))
+        print(render_text(meta["name"], inventory, dict(meta.get("labels") or {})))
+    if not shown:
+        print("no dgxsim nodes (no node carries the dgxsim.io/inventory annotation)")
+    if args.png is not None:
+        render_png(args.png, shown)
+        print(f"wrote {args.png}")
+    return 0
