@@ -124,14 +124,28 @@ def test_two_gpu_job_completes_on_gpus_under_one_pcie_switch(
 def _relabel(cluster: Cluster, agent: AgentProcess, config: str) -> None:
     for name in agent.names:
         cluster.kubectl("label", "node", name, f"nvidia.com/mig.config={config}", "--overwrite")
+    def applied(name: str) -> bool:
+        meta = cluster.kubectl_json("get", "node", name)["metadata"]
+        inventory = json.loads(meta["annotations"]["dgxsim.io/inventory"])
+        return bool(meta["labels"].get("nvidia.com/mig.config.state") == "success"
+                    and inventory.get("mig_config") == config)
+
     for name in agent.names:
-        wait_for(f"{name} {config}", lambda n=name: cluster.kubectl_json("get", "node", n)[
-            "metadata"]["labels"].get("nvidia.com/mig.config.state") == "success")
+        wait_for(f"{name} {config}", lambda n=name: applied(n))
 
 
 def test_balanced_nodes_run_32_slices_and_the_33rd_waits(
         control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
     _relabel(control_plane, agent, "all-balanced")
+    try:
+        _run_32_and_one(control_plane, agent, namespace)
+    finally:
+        control_plane.kubectl("delete", "job", "slices", "-n", namespace, "--ignore-not-found",
+                              "--cascade=foreground", "--wait=true", "--timeout=120s")
+        _relabel(control_plane, agent, "all-disabled")
+
+
+def _run_32_and_one(control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
     for name in agent.names:
         assert {k: v for k, v in allocatable(control_plane, name).items()
                 if k.startswith("nvidia.com/")} == {
@@ -154,7 +168,6 @@ def test_balanced_nodes_run_32_slices_and_the_33rd_waits(
             for p in running]
     assert len(set(held)) == 32, "no MIG device is given to two pods"
     wait_for("33 completions", lambda: job_complete(control_plane, namespace, "slices"))
-    _relabel(control_plane, agent, "all-disabled")
 
 
 def test_agent_restart_keeps_allocations_and_loses_no_pod(

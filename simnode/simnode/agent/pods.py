@@ -124,10 +124,11 @@ class PodController:
         started_at = status.get("startTime") if status.get("phase") == "Running" else None
         started_at = started_at or now_rfc3339()
         if status.get("phase") != "Running":
+            # Annotations first: whoever sees the pod Running also sees its devices.
+            await self._announce(pod, devices, plan.duration_s, plan.reason)
             await self.kube.patch_pod_status(meta["namespace"], meta["name"],
                                              running_status(pod, started_at))
             self.admitted += 1
-            await self._announce(pod, devices, plan.duration_s, plan.reason)
         if plan.duration_s is None or pod["spec"].get("restartPolicy") == "Always":
             return
         wall_s = plan.duration_s / self.time_scale
