@@ -392,8 +392,8 @@ def test_helm_test_hook_runs_one_gpu_job_to_completion() -> None:
     annotations = job["spec"]["template"]["metadata"]["annotations"]
     assert annotations["dgxsim.io/duration"] == "12s"
     env = {e["name"]: e for e in c["env"]}
-    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["DGXSIM_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["DGXSIM_POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
 
 
 # ------------------------------------------------------------------- CRD
