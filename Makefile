@@ -83,21 +83,27 @@ verify: lint typecheck imports verify-proto
 test: dev tools verify
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## demo: the embedded default: control plane + 2 DGX nodes, one MIG-partitioned; example Jobs run to completion
+## demo: the embedded default: control plane, 2 DGX nodes and the operator; GPU and MIG Jobs, then the white paper's mixed-workload node
 .PHONY: demo
 demo: dev tools
 	$(BIN)/dgxsim up --state-dir $(STATE) --nodes 2 --time-scale 60
-	$(KUBECTL) label node dgx-1 nvidia.com/mig.config=all-1g.5gb --overwrite
-	@echo "waiting for dgx-1 to report nvidia.com/mig.config.state=success"
-	$(KUBECTL) wait node/dgx-1 --for=jsonpath='{.metadata.labels.nvidia\.com/mig\.config\.state}'=success --timeout=120s
-	$(KUBECTL) get nodes -L nvidia.com/mig.config,nvidia.com/mig.config.state,nvidia.com/gpu.count,nvidia.com/mig-1g.5gb.count
 	$(KUBECTL) wait --for=create serviceaccount/default --timeout=60s
-	$(KUBECTL) delete -f examples/jobs/ --ignore-not-found --wait
+	$(KUBECTL) delete -f examples/jobs/ -f examples/dgx-a100-mixed-workloads/ --ignore-not-found --wait
+	@echo "== 1. static MIG: dgx-1 relabelled nvidia.com/mig.config=all-1g.5gb, as with NVIDIA's mig-manager"
+	$(KUBECTL) label node dgx-0 dgxsim.io/mig-policy- nvidia.com/mig.config=all-disabled --overwrite
+	$(KUBECTL) label node dgx-1 nvidia.com/mig.config=all-1g.5gb --overwrite
+	$(KUBECTL) wait node/dgx-0 node/dgx-1 --for=jsonpath='{.metadata.labels.nvidia\.com/mig\.config\.state}'=success --timeout=120s
+	$(KUBECTL) get nodes -L nvidia.com/mig.config,nvidia.com/mig.config.state,nvidia.com/gpu.count,nvidia.com/mig-1g.5gb.count
 	$(KUBECTL) apply -f examples/jobs/
 	$(KUBECTL) wait --for=condition=complete job/train-2gpu job/infer-mig --timeout=300s
-	$(KUBECTL) get jobs
 	$(KUBECTL) get pods -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,DEVICES:.metadata.annotations.dgxsim\.io/devices'
-	$(BIN)/dgxsim status --state-dir $(STATE)
+	@echo "== 2. the white paper's mixed-workload node: dgx-0 partitioned on demand by the operator"
+	$(KUBECTL) label node dgx-0 dgxsim.io/mig-policy=dynamic --overwrite
+	$(KUBECTL) apply -f examples/dgx-a100-mixed-workloads/
+	$(KUBECTL) wait --for=jsonpath='{.status.phase}'=Succeeded dgxjob/bert-pretrain dgxjob/hpc-dgemm --timeout=300s
+	$(KUBECTL) wait --for=condition=complete job/bert-inference --timeout=300s
+	$(KUBECTL) get events --field-selector reason=MigLayoutDecided -o custom-columns='NODE:.involvedObject.name,DECISION:.message'
+	$(BIN)/dgxsim jobs --state-dir $(STATE)
 	@echo "The cluster keeps running (KUBECONFIG=$(STATE)/kubeconfig); stop it with: make demo-down"
 
 ## demo-down: stop the demo cluster (its state stays in $(STATE))

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "dgxsim.commands.nvidia_smi",
     "dgxsim.commands.fault",
     "dgxsim.commands.workload",
+    "dgxsim.commands.jobs",
     "dgxsim.commands.perf",
     "dgxsim.commands.operator",
     "dgxsim.commands.show",

@@ -19,6 +19,7 @@ from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system_catalog
 
 AGENT = "node-agent"
+OPERATOR = "operator"
 
 
 def register(sub: Any) -> None:
@@ -29,6 +30,8 @@ def register(sub: Any) -> None:
     up.add_argument("--apiserver-port", type=non_negative_int, default=0, metavar="PORT",
                     help="kube-apiserver port on 127.0.0.1 (default: a free port)")
     add_node_options(up)
+    up.add_argument("--no-operator", action="store_true",
+                    help="do not start the MIG and job-placement operator")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="show the control plane's components and health")
@@ -108,6 +111,30 @@ def _nodes_ready(plane: ControlPlane, count: int) -> Callable[[httpx.Client], bo
     return check
 
 
+def _start_operator(plane: ControlPlane) -> None:
+    """The operator as a managed process; ready once its liveness endpoint answers."""
+    from dgxsim.controlplane.processes import free_port
+
+    liveness, metrics = free_port(), free_port()
+    argv = [sys.executable, "-m", "dgxsim", "operator", "--kubeconfig", str(plane.kubeconfig),
+            "--liveness-port", str(liveness), "--metrics-port", str(metrics)]
+
+    def alive(client: httpx.Client) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{liveness}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _say("starting the operator")
+    t0 = time.monotonic()
+    try:
+        plane.start_extra(OPERATOR, argv, alive)
+    except ControlPlaneError as err:
+        raise CommandError(str(err)) from err
+    _say(f"operator ready in {time.monotonic() - t0:.1f}s "
+         f"(metrics at http://127.0.0.1:{metrics}/metrics)")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     if args.mig_config:
         from gpumodel.migparted import default_mig_configs
@@ -136,6 +163,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         except ControlPlaneError as err:
             raise CommandError(str(err)) from err
         _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
+    if not args.no_operator:
+        _start_operator(plane)
     print(f"\nkubeconfig: {plane.kubeconfig}\n")
     print("Use it with:")
     print(f"  eval \"$(dgxsim env --state-dir {shlex.quote(str(plane.state_dir))})\"")
