@@ -41,7 +41,7 @@ def test_up_status_env_down_leaves_no_process(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     assert str(state / "kubeconfig") in up.stdout
     try:
-        assert len(processes_mentioning(str(state))) == 4
+        assert len(processes_mentioning(str(state))) == 5, "four components and the operator"
         kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
         readyz = subprocess.run([*kubectl, "get", "--raw", "/readyz"], capture_output=True,
                                 text=True, timeout=60)
@@ -53,14 +53,14 @@ def test_up_status_env_down_leaves_no_process(tmp_path: Path) -> None:
         status = dgxsim("status", "--state-dir", str(state))
         assert status.returncode == 0, status.stdout
         for component in ("etcd", "kube-apiserver", "kube-controller-manager",
-                          "kube-scheduler"):
+                          "kube-scheduler", "operator"):
             assert f"{component}" in status.stdout
-        assert status.stdout.count("health ok") == 4
+        assert status.stdout.count("health ok") == 5
 
         again = dgxsim("up", "--state-dir", str(state))
         assert again.returncode == 0
         assert "already running" in again.stdout
-        assert len(processes_mentioning(str(state))) == 4
+        assert len(processes_mentioning(str(state))) == 5
 
         env = dgxsim("env", "--state-dir", str(state))
         assert f"export KUBECONFIG={state / 'kubeconfig'}" in env.stdout
@@ -127,3 +127,34 @@ def test_component_failing_at_start_stops_the_ones_already_started(
     assert "simulated failure" in result.stderr
     assert processes_mentioning(str(state)) == []
     assert not (state / "controlplane.json").exists()
+
+
+def test_up_with_nodes_brings_ready_dgx_nodes_and_down_stops_them(tmp_path: Path) -> None:
+    import json
+
+    state = tmp_path / "cluster"
+    up = dgxsim("up", "--state-dir", str(state), "--nodes", "2", "--mig-config", "all-balanced",
+                "--time-scale", "10")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "2 nodes Ready" in up.stdout
+        kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
+        nodes = json.loads(subprocess.run([*kubectl, "get", "nodes", "-o", "json"],
+                                          capture_output=True, text=True, check=True).stdout)
+        assert sorted(n["metadata"]["name"] for n in nodes["items"]) == ["dgx-0", "dgx-1"]
+        for node in nodes["items"]:
+            assert node["status"]["allocatable"]["nvidia.com/mig-1g.5gb"] == "16"
+            assert node["metadata"]["labels"]["nvidia.com/mig.config.state"] == "success"
+        status = dgxsim("status", "--state-dir", str(state))
+        assert "node-agent" in status.stdout and "operator" in status.stdout
+    finally:
+        down = dgxsim("down", "--state-dir", str(state))
+    assert down.returncode == 0
+    assert processes_mentioning(str(state)) == []
+
+
+def test_unknown_mig_config_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    result = dgxsim("up", "--state-dir", str(tmp_path / "s"), "--nodes", "1",
+                    "--mig-config", "all-9g")
+    assert_one_line_error(result, "--mig-config all-9g: no such config")
+    assert processes_mentioning(str(tmp_path)) == []

@@ -97,16 +97,24 @@ def agent_argv(args: argparse.Namespace, plane: ControlPlane) -> list[str]:
     return argv
 
 
-def _nodes_ready(plane: ControlPlane, count: int) -> Callable[[httpx.Client], bool]:
+def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None
+                 ) -> Callable[[httpx.Client], bool]:
+    """Ready nodes advertising GPUs, with the requested MIG config applied."""
+
+    def done(node: dict[str, Any]) -> bool:
+        status = node.get("status", {})
+        labels = node["metadata"].get("labels", {})
+        return (any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in status.get("conditions", []))
+                and any(k.startswith("nvidia.com/") for k in status.get("allocatable", {}))
+                and (mig_config is None
+                     or labels.get("nvidia.com/mig.config.state") in ("success", "failed")))
+
     def check(client: httpx.Client) -> bool:
         nodes = plane.api_get(client, "/api/v1/nodes?labelSelector=dgxsim.io%2Fnode%3Dtrue")
         if nodes is None:
             return False
-        ready = [n for n in nodes.get("items", [])  # type: ignore[attr-defined]
-                 if any(c["type"] == "Ready" and c["status"] == "True"
-                        for c in n.get("status", {}).get("conditions", []))
-                 and any(k.startswith("nvidia.com/") for k in n["status"].get("allocatable", {}))]
-        return len(ready) >= count
+        return sum(done(n) for n in nodes.get("items", [])) >= count  # type: ignore[attr-defined]
 
     return check
 
@@ -159,7 +167,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _say(f"starting the node agent with {args.nodes} {args.kind} nodes")
         t0 = time.monotonic()
         try:
-            plane.start_extra(AGENT, agent_argv(args, plane), _nodes_ready(plane, args.nodes))
+            plane.start_extra(AGENT, agent_argv(args, plane),
+                              _nodes_ready(plane, args.nodes, args.mig_config))
         except ControlPlaneError as err:
             raise CommandError(str(err)) from err
         _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
