@@ -51,7 +51,8 @@ def make_inventory(node: str = "dgx-0", layout: Layout | None = None, generation
                          gpus=tuple(gpus), devices=tuple(devices))
 
 
-BALANCED = (("3g.20gb", 0), ("2g.10gb", 4), ("1g.5gb", 6), ("1g.5gb", 7))
+BALANCED = (("2g.10gb", 0), ("1g.5gb", 2), ("1g.5gb", 3), ("3g.20gb", 4))
+"""all-balanced as the driver places it: 1g.5gb may start at slices 0-6 only."""
 
 
 def balanced(node: str = "dgx-0", gpus: Sequence[int] = range(8), generation: int = 1
