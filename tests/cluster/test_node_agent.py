@@ -304,3 +304,37 @@ def test_a_deleted_node_registers_again(control_plane: Cluster, agent: AgentProc
             "allocatable", {}).get("nvidia.com/gpu") == "8"
 
     wait_for("node registered again", back)
+
+
+def test_malformed_mig_parted_configmap_fails_the_node_with_the_parse_error(
+        control_plane: Cluster, agent: AgentProcess) -> None:
+    node = agent.names[0]
+    existing = control_plane.kubectl("get", "configmap", "dgxsim-mig-configs", "-n",
+                                     "dgxsim-system", "-o", "json", check=False)
+    control_plane.kubectl("create", "namespace", "dgxsim-system", check=False)
+    broken = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "dgxsim-mig-configs", "namespace": "dgxsim-system"},
+              "data": {"config.yaml": "version: v1\nmig-configs:\n  all-1g.5gb: [oops\n"}}
+    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(broken))
+    try:
+        control_plane.kubectl("label", "node", node, "nvidia.com/mig.config=all-1g.5gb",
+                              "--overwrite")
+        wait_for("failed state", lambda: control_plane.kubectl_json("get", "node", node)[
+            "metadata"]["labels"].get("nvidia.com/mig.config.state") == "failed")
+        events = control_plane.kubectl_json("get", "events", "-n", "default",
+                                            "--field-selector", f"involvedObject.name={node}")
+        failed = [e for e in events["items"] if e["reason"] == "MigConfigFailed"]
+        assert failed and "dgxsim-mig-configs" in failed[-1]["message"]
+        assert allocatable(control_plane, node)["nvidia.com/gpu"] == "8", "nothing changed"
+    finally:
+        if existing.returncode == 0:
+            original = json.loads(existing.stdout)
+            for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+                original["metadata"].pop(key, None)
+            control_plane.kubectl("replace", "-f", "-", stdin=json.dumps(original))
+        else:
+            control_plane.kubectl("delete", "configmap", "dgxsim-mig-configs", "-n",
+                                  "dgxsim-system")
+        control_plane.kubectl("label", "node", node, "nvidia.com/mig.config-",
+                              "nvidia.com/mig.config.state-")
+        _relabel(control_plane, agent, "all-disabled")
