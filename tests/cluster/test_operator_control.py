@@ -195,7 +195,10 @@ def test_a_crash_right_after_a_job_arrives_never_places_it_twice(
 def test_a_dynamic_node_gets_a_config_that_fits_pending_pods_on_the_fewest_gpus(
         control_plane: Cluster, operator: OperatorProcess, namespace: str) -> None:
     node = "op-dynamic-0"
-    fake_node(control_plane, node, {"dgxsim.io/mig-policy": "dynamic"})
+    # The node turns dynamic only once kube-scheduler has found every pod
+    # unschedulable, so the operator's first decision sees the whole demand
+    # however slowly a loaded machine schedules.
+    fake_node(control_plane, node)
     try:
         pods = []
         for i in range(16):
@@ -207,6 +210,15 @@ def test_a_dynamic_node_gets_a_config_that_fits_pending_pods_on_the_fewest_gpus(
                                       "limits": {f"nvidia.com/mig-{profile}": "1"}}}]}})
         control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(
             {"apiVersion": "v1", "kind": "List", "items": pods}))
+
+        def unschedulable() -> bool:
+            items = control_plane.kubectl_json("get", "pods", "-n", namespace)["items"]
+            return sum(any(c["type"] == "PodScheduled" and c["status"] == "False"
+                           for c in (p.get("status") or {}).get("conditions", []))
+                       for p in items if p["metadata"]["name"].startswith("inf-")) == 16
+
+        wait_for("16 unschedulable pods", unschedulable)
+        control_plane.kubectl("label", "node", node, "dgxsim.io/mig-policy=dynamic")
         name = wait_for("mig.config label", lambda: control_plane.kubectl_json(
             "get", "node", node)["metadata"]["labels"].get("nvidia.com/mig.config"))
         assert name.startswith(f"dgxsim-dynamic-{node}-")
