@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,20 @@ class Cluster:
 
     def logs(self) -> dict[str, Path]:
         return {p.stem: p for p in sorted(self.plane.logs_dir.glob("*.log"))}
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float = 120.0,
+             every_s: float = 0.3) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:

@@ -10,13 +10,11 @@ label of this test only, so the chart lands on them and nowhere else.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from chart_helpers import CHART, JSON, helm, values_args
-from kube import AgentProcess, Cluster
+from kube import AgentProcess, Cluster, wait_for
 
 from dgxsim.toolchain import ensure_tools
 
@@ -35,15 +33,6 @@ VALUES: JSON = {
 }
 WAIT = "180s"
 
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

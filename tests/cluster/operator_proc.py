@@ -7,26 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kube import Cluster
+from kube import Cluster, wait_for
 
 from gpumodel.labels import INVENTORY_ANNOTATION
 from simnode.node import SimNode
 
 TIMEOUT_S = 90.0
+__all__ = ["OperatorProcess", "dgxjob", "fake_node", "job_pods", "job_status", "unique_name",
+           "wait_for"]
 
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def unique_name(prefix: str, request: Any) -> str:
