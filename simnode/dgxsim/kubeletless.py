@@ -26,6 +26,7 @@ from pathlib import Path
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
+from deviceplugin.strategy import resources
 from gpumodel.labels import MigStrategy
 from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system
@@ -137,7 +138,10 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path) -> No
     smi = shutil.which("nvidia-smi")
     context = AllocateContext(name, f"unix://{endpoint_socket(sockets)}", smi)
     plugin = NodePlugin(feed, plugin_dir, options.strategy, context)
-    controller = NodeController(kube, sim, devices, options.strategy, options.mig_config)
+    controller = NodeController(
+        kube, sim, devices, options.strategy, options.mig_config,
+        advertised=lambda inventory: {r: len(d) for r, d in
+                                      resources(inventory, options.strategy).items()})
     return NodeWiring(sim, feed, plugin, devices, controller)
 
 

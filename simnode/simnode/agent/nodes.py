@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpumodel.inventory import NodeInventory
 from gpumodel.labels import (
     INVENTORY_ANNOTATION,
     MIG_CONFIG,
@@ -44,6 +47,11 @@ DEBOUNCE_S = 0.02
 CONFIG_NAMESPACE = "dgxsim-system"
 CONFIG_MAP = "dgxsim-mig-configs"
 CONFIG_KEY = "config.yaml"
+READVERTISE_TIMEOUT_S = 10.0
+READVERTISE_POLL_S = 0.02
+
+Advertised = Callable[[NodeInventory], dict[str, int]]
+"""What the node's device plugins advertise for an inventory: count per resource."""
 
 
 @dataclass
@@ -58,12 +66,17 @@ class NodeController:
     labels, the inventory annotation and the MIG label protocol."""
     strategy: MigStrategy
     initial_mig_config: str | None = None
+    advertised: Advertised | None = None
+    """Set where the plugins' strategy is known: a MIG change then reaches ``success``
+    only once the device manager holds the re-advertised devices, so capacity and
+    allocatable are current when the label says the layout is in place."""
     uid: str | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _sent_status: JSON | None = None
     _labels: dict[str, str] = field(default_factory=dict)
     _annotation: str | None = None
     _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _readvertising: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -111,10 +124,16 @@ class NodeController:
         return self.sim.inventory().model_dump_json(exclude_none=True)
 
     async def _sync(self) -> None:
-        """Send labels, the inventory annotation and status where they changed."""
+        """Send status, then labels and the inventory annotation, where they changed.
+
+        Status goes first so that a reader who sees a new layout in the labels
+        finds its devices in allocatable.
+        """
         patch: JSON = {}
         labels = label_patch(self._labels, self._wanted_labels())
         state = self.sim.state.mig_config_state
+        if state == "success" and self._readvertising:
+            state = None  # published once the plugins have re-advertised
         if state and self._labels.get(MIG_CONFIG_STATE) != state:
             labels[MIG_CONFIG_STATE] = state
         if labels:
@@ -122,11 +141,11 @@ class NodeController:
         inventory = self._inventory_json()
         if inventory != self._annotation:
             patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
+        await self._send_status(force=False)
         if patch:
             node = await self.kube.patch_node(self.name, {"metadata": patch})
             self._labels = dict(node["metadata"].get("labels") or {})
             self._annotation = inventory
-        await self._send_status(force=False)
 
     async def _send_status(self, force: bool) -> None:
         if self.devices is None:
@@ -188,7 +207,12 @@ class NodeController:
                 MIG_CONFIG_STATE: "pending"}}})
             try:
                 config = await self._load_configs()
-                plan = self.sim.apply(name, config)
+                self._readvertising = True
+                try:
+                    plan = self.sim.apply(name, config)
+                    await self._await_readvertised()
+                finally:
+                    self._readvertising = False
                 await self.kube.event(node, "MigConfigApplied", plan.describe()[:1000],
                                       host=self.name)
             except ApplyBlockedError as err:
@@ -202,6 +226,23 @@ class NodeController:
                                       host=self.name)
                 await self._fail(name)
             await self._sync()
+
+    async def _await_readvertised(self) -> None:
+        """Wait until the device manager's view matches what the plugins must advertise."""
+        if self.devices is None or self.advertised is None:
+            return
+        wanted = {r: n for r, n in self.advertised(self.sim.inventory()).items() if n}
+        deadline = time.monotonic() + READVERTISE_TIMEOUT_S
+        while True:
+            held = {r: n for r, n in self.devices.capacity().items() if n}
+            if held == wanted:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("%s: plugins still advertise %s, expected %s after %.0f s; "
+                            "reporting the layout anyway", self.name, held, wanted,
+                            READVERTISE_TIMEOUT_S)
+                return
+            await asyncio.sleep(READVERTISE_POLL_S)
 
     async def _fail(self, name: str) -> None:
         await self.kube.patch_node(self.name, {"metadata": {"labels": {
