@@ -218,7 +218,9 @@ def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_rest
                if e["reason"] == "MigLayoutDecided"]
     assert config in decided
     assert len(decided) == len(set(decided)), "the restart decided no layout twice"
-    assert labels(control_plane, node)["nvidia.com/mig.config"] == decided[-1]
+    # Events carry second-resolution times and generated names, so a list does
+    # not order two decisions of one second; the label must be one of them.
+    assert labels(control_plane, node)["nvidia.com/mig.config"] in decided
 
 
 def test_show_draws_every_node_with_its_slices(control_plane: Cluster, agent: AgentProcess,
