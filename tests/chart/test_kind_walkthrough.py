@@ -142,9 +142,11 @@ def test_every_manifest_it_applies_passes_server_side_dry_run(control_plane: Clu
 def test_the_notes_it_quotes_are_what_the_chart_prints(control_plane: Cluster) -> None:
     from chart_helpers import helm
 
+    # --take-ownership: a dry run that only reads NOTES must not trip over objects an
+    # earlier test's `dgxsim operator` created in dgxsim-system (its ConfigMap).
     notes = helm("install", "dgxsim", str(CHART), "--namespace", "dgxsim-system",
-                 "--dry-run=client", "--set", "image.tag=dev", "--kubeconfig",
-                 str(control_plane.kubeconfig)).stdout
+                 "--dry-run=client", "--take-ownership", "--set", "image.tag=dev",
+                 "--kubeconfig", str(control_plane.kubeconfig)).stdout
     block = walkthrough().split("NOTES:\n", 1)[1].split("\n...\n", 1)[0]
     for line in block.splitlines():
         assert line in notes.splitlines(), f"{line!r} is not in the chart's NOTES:\n{notes}"
