@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ from typing import Any
 
 from dgxsim.controlplane import ControlPlane, ControlPlaneState
 from dgxsim.toolchain import bin_dir
+from gpumodel.inventory import NodeInventory
+from gpumodel.labels import INVENTORY_ANNOTATION
 
 
 @dataclass
@@ -38,6 +42,24 @@ class Cluster:
 
     def logs(self) -> dict[str, Path]:
         return {p.stem: p for p in sorted(self.plane.logs_dir.glob("*.log"))}
+
+    def labels(self, node: str) -> dict[str, str]:
+        return dict(self.kubectl_json("get", "node", node)["metadata"].get("labels") or {})
+
+    def allocatable(self, node: str) -> dict[str, str]:
+        return dict(self.kubectl_json("get", "node", node)["status"]["allocatable"])
+
+    def inventory(self, node: str) -> NodeInventory:
+        """The node's inventory annotation, as the operator reads it."""
+        annotations = self.kubectl_json("get", "node", node)["metadata"]["annotations"]
+        return NodeInventory.model_validate_json(annotations[INVENTORY_ANNOTATION])
+
+
+def unique_name(prefix: str, request: Any) -> str:
+    """A DNS-1123 name for a test: its words, shortened, and a hash of its node ID."""
+    words = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[5:30].strip("-")
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]
+    return f"{prefix}-{words}-{digest}"
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float = 120.0,

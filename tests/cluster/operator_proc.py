@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kube import Cluster, wait_for
+from kube import Cluster, unique_name, wait_for
 
 from gpumodel.labels import INVENTORY_ANNOTATION
 from simnode.node import SimNode
@@ -19,16 +19,6 @@ TIMEOUT_S = 90.0
 __all__ = ["OperatorProcess", "dgxjob", "fake_node", "job_pods", "job_status", "unique_name",
            "wait_for"]
 
-
-
-def unique_name(prefix: str, request: Any) -> str:
-    """A DNS-1123 name for a test: its words, shortened, and a hash of its node ID."""
-    import hashlib
-    import re
-
-    words = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[5:30].strip("-")
-    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]
-    return f"{prefix}-{words}-{digest}"
 
 
 class OperatorProcess:

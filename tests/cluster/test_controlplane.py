@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kube import Cluster
+from kube import Cluster, wait_for
 
 from dgxsim.toolchain import KUBERNETES_VERSION
 
@@ -35,16 +35,6 @@ def _ready_node(name: str) -> dict[str, object]:
     }
 
 
-def _wait_for(predicate: object, timeout_s: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()  # type: ignore[operator]
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met within {timeout_s}s")
-
-
 def test_scheduler_binds_a_gpu_pod_to_a_node_with_gpu_capacity(control_plane: Cluster) -> None:
     import json
 
@@ -59,7 +49,7 @@ def test_scheduler_binds_a_gpu_pod_to_a_node_with_gpu_capacity(control_plane: Cl
     assert allocatable["nvidia.com/gpu"] == "8"
 
     # The ServiceAccount admission plugin needs the namespace's default account.
-    _wait_for(lambda: control_plane.kubectl(
+    wait_for("default service account", lambda: control_plane.kubectl(
         "get", "serviceaccount", "default", check=False).returncode == 0)
     control_plane.kubectl("apply", "-f", "-", stdin=json.dumps({
         "apiVersion": "v1", "kind": "Pod",
@@ -71,7 +61,7 @@ def test_scheduler_binds_a_gpu_pod_to_a_node_with_gpu_capacity(control_plane: Cl
             }],
         },
     }))
-    bound = _wait_for(lambda: control_plane.kubectl_json(
+    bound = wait_for("binding", lambda: control_plane.kubectl_json(
         "get", "pod", "two-gpus").get("spec", {}).get("nodeName"))
     assert bound == node
     events = control_plane.kubectl_json(

@@ -29,16 +29,6 @@ def agent(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
         process.delete_nodes()
 
 
-@pytest.fixture
-def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = "t-" + request.node.name.replace("_", "-")[:40].strip("-").lower()
-    control_plane.kubectl("create", "namespace", name)
-    wait_for("default service account", lambda: control_plane.kubectl(
-        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false")
-
-
 def job(name: str, resource: str, count: int, duration: str | None, completions: int = 1,
         node_prefix: str = "dgxa", annotations: dict[str, str] | None = None) -> str:
     return json.dumps({
@@ -72,10 +62,6 @@ def job_complete(cluster: Cluster, namespace: str, name: str) -> bool:
     status = cluster.kubectl_json("get", "job", name, "-n", namespace).get("status", {})
     return any(c["type"] == "Complete" and c["status"] == "True"
                for c in status.get("conditions", []))
-
-
-def allocatable(cluster: Cluster, node: str) -> dict[str, str]:
-    return dict(cluster.kubectl_json("get", "node", node)["status"]["allocatable"])
 
 
 def test_nodes_are_ready_dgx_nodes_with_eight_gpus(control_plane: Cluster,
@@ -137,7 +123,7 @@ def test_balanced_nodes_run_32_slices_and_the_33rd_waits(
 
 def _run_32_and_one(control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
     for name in agent.names:
-        assert {k: v for k, v in allocatable(control_plane, name).items()
+        assert {k: v for k, v in control_plane.allocatable(name).items()
                 if k.startswith("nvidia.com/")} == {
             "nvidia.com/gpu": "0", "nvidia.com/mig-1g.5gb": "16",
             "nvidia.com/mig-2g.10gb": "8", "nvidia.com/mig-3g.20gb": "8"}
@@ -195,7 +181,7 @@ def test_unknown_mig_profile_stays_pending_with_the_schedulers_reason(
     condition = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
     assert "Insufficient nvidia.com/mig-9g.99gb" in condition["message"]
     for name in agent.names:
-        assert allocatable(control_plane, name)["nvidia.com/gpu"] == "8"
+        assert control_plane.allocatable(name)["nvidia.com/gpu"] == "8"
 
 
 def test_malformed_annotation_fails_the_pod_with_the_reason(
@@ -211,7 +197,7 @@ def test_malformed_annotation_fails_the_pod_with_the_reason(
                                         f"involvedObject.name={pod['metadata']['name']}")
     assert any(e["reason"] == "InvalidWorkload" for e in events["items"])
     wait_for("device released", lambda: all(
-        allocatable(control_plane, n)["nvidia.com/gpu"] == "8" for n in agent.names))
+        control_plane.allocatable(n)["nvidia.com/gpu"] == "8" for n in agent.names))
 
 
 def test_fault_injection_flips_health_both_ways(
@@ -223,11 +209,11 @@ def test_fault_injection_flips_health_both_ways(
     base = [sys.executable, "-m", "dgxsim", "fault"]
     args = ["--state-dir", str(agent.state_dir), "--node", node, "--gpu", "6"]
     subprocess.run([*base, "inject", *args, "--xid", "79"], check=True, capture_output=True)
-    wait_for("unhealthy GPU", lambda: allocatable(control_plane, node)["nvidia.com/gpu"] == "7")
+    wait_for("unhealthy GPU", lambda: control_plane.allocatable(node)["nvidia.com/gpu"] == "7")
     capacity = control_plane.kubectl_json("get", "node", node)["status"]["capacity"]
     assert capacity["nvidia.com/gpu"] == "8"
     subprocess.run([*base, "clear", *args], check=True, capture_output=True)
-    wait_for("healthy again", lambda: allocatable(control_plane, node)["nvidia.com/gpu"] == "8")
+    wait_for("healthy again", lambda: control_plane.allocatable(node)["nvidia.com/gpu"] == "8")
 
 
 def test_workload_annotation_runs_for_the_predicted_time(
@@ -267,7 +253,7 @@ def test_deleted_pod_keeps_running_through_its_shutdown_time_then_frees_its_gpus
         [p for p in pods(control_plane, namespace, "job-name=graceful")
          if p["status"].get("phase") == "Running"]), None))
     name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
-    assert allocatable(control_plane, node)["nvidia.com/gpu"] == "8"
+    assert control_plane.allocatable(node)["nvidia.com/gpu"] == "8"
     control_plane.kubectl("delete", "job", "graceful", "-n", namespace, "--cascade=orphan")
     control_plane.kubectl("delete", "pod", name, "-n", namespace, "--grace-period=30",
                           "--wait=false")
@@ -315,7 +301,7 @@ def test_malformed_mig_parted_configmap_fails_the_node_with_the_parse_error(
                                             "--field-selector", f"involvedObject.name={node}")
         failed = [e for e in events["items"] if e["reason"] == "MigConfigFailed"]
         assert failed and "dgxsim-mig-configs" in failed[-1]["message"]
-        assert allocatable(control_plane, node)["nvidia.com/gpu"] == "8", "nothing changed"
+        assert control_plane.allocatable(node)["nvidia.com/gpu"] == "8", "nothing changed"
     finally:
         if existing.returncode == 0:
             original = json.loads(existing.stdout)

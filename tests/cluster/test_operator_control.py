@@ -35,16 +35,6 @@ def operator(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = unique_name("op", request)
-    control_plane.kubectl("create", "namespace", name)
-    wait_for("default service account", lambda: control_plane.kubectl(
-        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false")
-
-
-@pytest.fixture
 def nodes(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[list[str]]:
     """Three fake DGX nodes with a label unique to the test (jobs select on it)."""
     tag = unique_name("t", request)

@@ -13,8 +13,6 @@ import pytest
 from kube import AgentProcess, Cluster
 from operator_proc import OperatorProcess, dgxjob, job_pods, job_status, wait_for
 
-from gpumodel.inventory import NodeInventory
-
 PREFIX = "opa"
 TAG = {"dgxsim.io/test": "operator-with-agent"}
 
@@ -43,32 +41,6 @@ def operator(control_plane: Cluster, agent: AgentProcess,
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    from operator_proc import unique_name
-
-    name = unique_name("opa", request)
-    control_plane.kubectl("create", "namespace", name)
-    wait_for("default service account", lambda: control_plane.kubectl(
-        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false")
-
-
-def labels(cluster: Cluster, node: str) -> dict[str, str]:
-    return dict(cluster.kubectl_json("get", "node", node)["metadata"]["labels"])
-
-
-def allocatable(cluster: Cluster, node: str) -> dict[str, str]:
-    return dict(cluster.kubectl_json("get", "node", node)["status"]["allocatable"])
-
-
-def inventory(cluster: Cluster, node: str) -> NodeInventory:
-    text = cluster.kubectl_json("get", "node", node)["metadata"]["annotations"][
-        "dgxsim.io/inventory"]
-    return NodeInventory.model_validate_json(text)
 
 
 def pod(name: str, node: str, resource: str, duration: str) -> dict[str, Any]:
@@ -116,9 +88,9 @@ def test_a_named_config_reaches_success_with_56_instances(
     node = agent.names[0]
     control_plane.kubectl("label", "node", node, "nvidia.com/mig.config=all-1g.5gb",
                           "--overwrite")
-    wait_for("success", lambda: labels(control_plane, node).get(
+    wait_for("success", lambda: control_plane.labels(node).get(
         "nvidia.com/mig.config.state") == "success")
-    wait_for("56 slices", lambda: allocatable(control_plane, node).get(
+    wait_for("56 slices", lambda: control_plane.allocatable(node).get(
         "nvidia.com/mig-1g.5gb") == "56")
 
 
@@ -126,13 +98,13 @@ def test_a_relabel_blocked_by_a_running_pod_fails_and_later_succeeds(
         control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
         namespace: str) -> None:
     node = agent.names[0]
-    wait_for("all-1g.5gb applied", lambda: allocatable(control_plane, node).get(
+    wait_for("all-1g.5gb applied", lambda: control_plane.allocatable(node).get(
         "nvidia.com/mig-1g.5gb") == "56")
     apply(control_plane, namespace, pod("holder", node, "nvidia.com/mig-1g.5gb", "8s"))
     wait_for("holder running", lambda: phase(control_plane, namespace, "holder") == "Running")
     control_plane.kubectl("label", "node", node, "nvidia.com/mig.config=all-7g.40gb",
                           "--overwrite")
-    wait_for("failed", lambda: labels(control_plane, node).get(
+    wait_for("failed", lambda: control_plane.labels(node).get(
         "nvidia.com/mig.config.state") == "failed")
 
     def operator_event() -> dict[str, Any] | None:
@@ -145,14 +117,14 @@ def test_a_relabel_blocked_by_a_running_pod_fails_and_later_succeeds(
     event = wait_for("operator event", operator_event)
     assert f"{namespace}/holder" in event["message"]
     assert event["source"]["component"] == "dgxsim-operator"
-    assert inventory(control_plane, node).resources().get("nvidia.com/mig-1g.5gb") == 56
+    assert control_plane.inventory(node).resources().get("nvidia.com/mig-1g.5gb") == 56
     wait_for("holder done", lambda: phase(control_plane, namespace, "holder") == "Succeeded")
     control_plane.kubectl("label", "node", node, "nvidia.com/mig.config=all-3g.20gb",
                           "--overwrite")
-    wait_for("success", lambda: labels(control_plane, node).get(
-        "nvidia.com/mig.config.state") == "success" and labels(control_plane, node).get(
+    wait_for("success", lambda: control_plane.labels(node).get(
+        "nvidia.com/mig.config.state") == "success" and control_plane.labels(node).get(
         "nvidia.com/mig.config") == "all-3g.20gb")
-    wait_for("16 slices", lambda: allocatable(control_plane, node).get(
+    wait_for("16 slices", lambda: control_plane.allocatable(node).get(
         "nvidia.com/mig-3g.20gb") == "16")
 
 
@@ -178,7 +150,7 @@ class HeldWatcher:
         held: dict[str, str] = {}
         while not self._stop.is_set():
             try:
-                inv = inventory(self.cluster, self.node)
+                inv = self.cluster.inventory(self.node)
             except (AssertionError, KeyError, ValueError):
                 continue
             self.snapshots += 1
@@ -194,13 +166,13 @@ def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_rest
         control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
         namespace: str) -> None:
     node = agent.names[1]
-    assert not any(g.mig_mode == "Enabled" for g in inventory(control_plane, node).gpus)
+    assert not any(g.mig_mode == "Enabled" for g in control_plane.inventory(node).gpus)
     with HeldWatcher(control_plane, node) as watcher:
         control_plane.kubectl("label", "node", node, "dgxsim.io/mig-policy=dynamic")
         pods = [pod(f"small-{i}", node, "nvidia.com/mig-1g.5gb", "40s") for i in range(14)]
         pods += [pod(f"large-{i}", node, "nvidia.com/mig-3g.20gb", "40s") for i in range(2)]
         apply(control_plane, namespace, *pods)
-        config = wait_for("dynamic config", lambda: labels(control_plane, node).get(
+        config = wait_for("dynamic config", lambda: control_plane.labels(node).get(
             "nvidia.com/mig.config"))
         operator.stop(crash=True)  # in the middle of the reconfiguration
         operator.start()
@@ -209,7 +181,7 @@ def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_rest
             wait_for(f"{name} running", lambda n=name: phase(control_plane, namespace,
                                                               n) == "Running")
     assert watcher.snapshots > 0 and watcher.violations == []
-    inv = inventory(control_plane, node)
+    inv = control_plane.inventory(node)
     held_gpus = {d.gpu_index for d in inv.devices if d.owner}
     assert len(held_gpus) == 3, "16 instances fit on three GPUs"
     events = control_plane.kubectl_json("get", "events", "-n", "default", "--field-selector",
@@ -220,7 +192,7 @@ def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_rest
     assert len(decided) == len(set(decided)), "the restart decided no layout twice"
     # Events carry second-resolution times and generated names, so a list does
     # not order two decisions of one second; the label must be one of them.
-    assert labels(control_plane, node)["nvidia.com/mig.config"] in decided
+    assert control_plane.labels(node)["nvidia.com/mig.config"] in decided
 
 
 def test_show_draws_every_node_with_its_slices(control_plane: Cluster, agent: AgentProcess,
