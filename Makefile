@@ -114,7 +114,7 @@ demo-down: dev
 ## bench: run the benchmarks in bench/ (figures and ratios, never pass/fail)
 .PHONY: bench
 bench: dev
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 ## clean: remove build outputs and caches (keeps .tools and .venv)
 .PHONY: clean

@@ -31,13 +31,12 @@ import grpc
 from deviceplugin.server import NodePlugin, socket_name
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
-from dgxsim.controlplane import ControlPlane
-from dgxsim.toolchain import bin_dir
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from simnode.agent.checkpoint import Checkpoint
 from simnode.agent.kubelet import DeviceManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _harness import local_cluster
 from factories import balanced, make_inventory
 
 
@@ -116,25 +115,7 @@ async def bench_allocate(tmp: Path, calls: int) -> None:
 
 
 def bench_cluster(pods: int, nodes: int) -> None:
-    state = Path(tempfile.mkdtemp(prefix="dgxb", dir="/tmp"))
-    plane = ControlPlane(state)
-    plane.up()
-    agent = None
-    try:
-        log = open(state / "agent.log", "wb")  # noqa: SIM115
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(state),
-             "--kubeconfig", str(plane.kubeconfig), "--nodes", str(nodes),
-             "--time-scale", "100", "--log-level", "WARNING"], stdout=log,
-            stderr=subprocess.STDOUT)
-        while b"node agent ready" not in (state / "agent.log").read_bytes():
-            if agent.poll() is not None:
-                raise SystemExit((state / "agent.log").read_text())
-            time.sleep(0.2)
-        kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig)]
-        while subprocess.run([*kubectl, "get", "sa", "default"], capture_output=True
-                             ).returncode != 0:
-            time.sleep(0.2)
+    with local_cluster(nodes, "--time-scale", "100") as kubectl:
         job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "rate"},
                "spec": {"completions": pods, "parallelism": pods, "template": {
                    "metadata": {"annotations": {"dgxsim.io/duration": "1s"}},
@@ -150,12 +131,6 @@ def bench_cluster(pods: int, nodes: int) -> None:
         print(f"{pods} one-GPU pods on {nodes} nodes (1 s simulated each at time scale 100): "
               f"all complete in {elapsed:.1f} s -> {pods / elapsed:.1f} pods/s admitted and "
               "completed (includes the Job controller and kube-scheduler)")
-    finally:
-        if agent is not None:
-            agent.terminate()
-            agent.wait(timeout=60)
-        plane.down()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def main() -> None:

@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from dgxsim.controlplane import ControlPlane
-from dgxsim.toolchain import bin_dir
+from _harness import local_cluster
 
 
 def relabel_and_wait(kubectl: list[str], nodes: list[str], config: str) -> float:
@@ -44,21 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=20)
     args = parser.parse_args()
-    state = Path(tempfile.mkdtemp(prefix="dgxr", dir="/tmp"))
-    plane = ControlPlane(state)
-    plane.up()
-    agent = None
-    try:
-        log = open(state / "agent.log", "wb")  # noqa: SIM115
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(state),
-             "--kubeconfig", str(plane.kubeconfig), "--nodes", str(args.nodes),
-             "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT)
-        while b"node agent ready" not in (state / "agent.log").read_bytes():
-            if agent.poll() is not None:
-                raise SystemExit((state / "agent.log").read_text())
-            time.sleep(0.2)
-        kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig)]
+    with local_cluster(args.nodes) as kubectl:
         names = [f"dgx-{i}" for i in range(args.nodes)]
         one = [relabel_and_wait(kubectl, names[:1], c)
                for c in ("all-1g.5gb", "all-balanced", "all-disabled")]
@@ -69,12 +50,6 @@ def main() -> None:
         print(f"{args.nodes} nodes relabelled at once: all success in "
               f"{', '.join(f'{t:.2f} s' for t in many)} (all-1g.5gb, all-disabled); "
               f"{many[0] / one[0]:.1f}x the single-node time")
-    finally:
-        if agent is not None:
-            agent.terminate()
-            agent.wait(timeout=60)
-        plane.down()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
