@@ -67,7 +67,7 @@ lint: dev
 ## typecheck: mypy --strict over every package
 .PHONY: typecheck
 typecheck: dev
-	$(BIN)/mypy -p gpumodel -p kubeletapi -p simnode -p deviceplugin -p migoperator -p dgxsim
+	$(BIN)/mypy -p gpumodel -p kubeletapi -p kubewire -p simnode -p deviceplugin -p migoperator -p dgxsim
 
 ## imports: import-linter contracts (domain model is a leaf, components are independent)
 .PHONY: imports

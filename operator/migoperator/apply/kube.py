@@ -9,24 +9,18 @@ says which call failed.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
+from kubewire import JSON, MERGE_PATCH, ApiException, now_rfc3339, open_client, read_json
 from migoperator.errors import ConflictError, KubeError
 from migoperator.models import GROUP, PLURAL, VERSION
 
-JSON = dict[str, Any]
-MERGE_PATCH = "application/merge-patch+json"
+__all__ = ["COMPONENT", "JSON", "Kube", "now_rfc3339"]
+
 COMPONENT = "dgxsim-operator"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Kube:
@@ -41,10 +35,7 @@ class Kube:
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None) -> Kube:
-        if kubeconfig is None:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return cls(client.ApiClient())
-        return cls(await config.new_client_from_config(config_file=str(kubeconfig)))
+        return cls(await open_client(kubeconfig))
 
     async def close(self) -> None:
         await self.api.close()
@@ -52,14 +43,9 @@ class Kube:
     async def _call(self, what: str, coroutine: Any) -> JSON:
         """Await a raw API call and decode its body; non-2xx answers raise KubeError."""
         try:
-            response = await coroutine
+            return await read_json(await coroutine)
         except ApiException as err:
-            raise _error(what, err.status or 0, str(err.body or err.reason)) from err
-        body = await response.read()
-        if not 200 <= response.status <= 299:
-            response.release()
-            raise _error(what, response.status, body.decode(errors="replace")[:500])
-        return cast(JSON, json.loads(body)) if body else {}
+            raise _error(what, err.status or 0, str(err.body or err.reason)[:500]) from err
 
     # ------------------------------------------------------------ nodes and pods
 

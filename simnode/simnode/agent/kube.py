@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
-JSON = dict[str, Any]
-MERGE_PATCH = "application/merge-patch+json"
-STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+from kubewire import (
+    JSON,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    ApiException,
+    now_micro,
+    now_rfc3339,
+    open_client,
+    read_json,
+)
 
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["JSON", "ApiException", "Kube", "now_micro", "now_rfc3339"]
 
 
 class Kube:
@@ -44,48 +43,30 @@ class Kube:
 
     @classmethod
     async def from_kubeconfig(cls, path: Path | None) -> Kube:
-        if path is None:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return cls(client.ApiClient())
-        return cls(await config.new_client_from_config(config_file=str(path)))
+        return cls(await open_client(path))
 
     async def close(self) -> None:
         await self.api.close()
-
-    @staticmethod
-    async def _json(response: Any) -> JSON:
-        """The body of a raw response; non-2xx answers raise :class:`ApiException`.
-
-        The generated client raises for errors only when it reads the body
-        itself, so with ``_preload_content=False`` the check happens here.
-        """
-        body = await response.read()
-        if not 200 <= response.status <= 299:
-            error = ApiException(status=response.status, reason=response.reason)
-            error.body = body.decode(errors="replace")
-            response.release()
-            raise error
-        return cast(JSON, json.loads(body))
 
     # ------------------------------------------------------------ nodes
 
     async def get_node(self, name: str) -> JSON | None:
         try:
-            return await self._json(await self.core.read_node(name, _preload_content=False))
+            return await read_json(await self.core.read_node(name, _preload_content=False))
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
 
     async def create_node(self, body: JSON) -> JSON:
-        return await self._json(await self.core.create_node(body, _preload_content=False))
+        return await read_json(await self.core.create_node(body, _preload_content=False))
 
     async def patch_node(self, name: str, patch: JSON) -> JSON:
-        return await self._json(await self.core.patch_node(
+        return await read_json(await self.core.patch_node(
             name, patch, _content_type=MERGE_PATCH, _preload_content=False))
 
     async def patch_node_status(self, name: str, patch: JSON) -> JSON:
-        return await self._json(await self.core.patch_node_status(
+        return await read_json(await self.core.patch_node_status(
             name, patch, _content_type=STRATEGIC_PATCH, _preload_content=False))
 
     async def delete_node(self, name: str) -> None:
@@ -108,19 +89,19 @@ class Kube:
             body["metadata"]["ownerReferences"] = [{
                 "apiVersion": "v1", "kind": "Node", "name": node, "uid": owner_uid}]
         try:
-            await self._json(await self.coordination.patch_namespaced_lease(
+            await read_json(await self.coordination.patch_namespaced_lease(
                 node, "kube-node-lease", {"spec": body["spec"]}, _content_type=MERGE_PATCH,
                 _preload_content=False))
         except ApiException as err:
             if err.status != 404:
                 raise
-            await self._json(await self.coordination.create_namespaced_lease(
+            await read_json(await self.coordination.create_namespaced_lease(
                 "kube-node-lease", body, _preload_content=False))
 
     # ------------------------------------------------------------ pods
 
     async def list_pods(self, field_selector: str) -> tuple[list[JSON], str]:
-        data = await self._json(await self.core.list_pod_for_all_namespaces(
+        data = await read_json(await self.core.list_pod_for_all_namespaces(
             field_selector=field_selector, _preload_content=False))
         return list(data["items"]), str(data["metadata"]["resourceVersion"])
 
@@ -131,7 +112,7 @@ class Kube:
             field_selector=field_selector, watch=True, resource_version=resource_version,
             allow_watch_bookmarks=True, timeout_seconds=timeout_s, _preload_content=False)
         if response.status != 200:
-            await self._json(response)
+            await read_json(response)
         async with response:
             async for line in response.content:
                 if not line.strip():
@@ -140,11 +121,11 @@ class Kube:
                 yield str(event["type"]), cast(JSON, event["object"])
 
     async def patch_pod_status(self, namespace: str, name: str, patch: JSON) -> JSON:
-        return await self._json(await self.core.patch_namespaced_pod_status(
+        return await read_json(await self.core.patch_namespaced_pod_status(
             name, namespace, patch, _content_type=STRATEGIC_PATCH, _preload_content=False))
 
     async def patch_pod(self, namespace: str, name: str, patch: JSON) -> JSON:
-        return await self._json(await self.core.patch_namespaced_pod(
+        return await read_json(await self.core.patch_namespaced_pod(
             name, namespace, patch, _content_type=MERGE_PATCH, _preload_content=False))
 
     async def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
@@ -176,7 +157,7 @@ class Kube:
             "firstTimestamp": now_rfc3339(), "lastTimestamp": now_rfc3339(), "count": 1,
         }
         try:
-            await self._json(await self.core.create_namespaced_event(
+            await read_json(await self.core.create_namespaced_event(
                 namespace, body, _preload_content=False))
         except ApiException:
             # Events are best effort, as in the kubelet's recorder.
@@ -184,7 +165,7 @@ class Kube:
 
     async def read_configmap(self, namespace: str, name: str) -> JSON | None:
         try:
-            return await self._json(await self.core.read_namespaced_config_map(
+            return await read_json(await self.core.read_namespaced_config_map(
                 name, namespace, _preload_content=False))
         except ApiException as err:
             if err.status == 404:

@@ -17,8 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
+from kubewire import ApiException, read_json
 from simnode.agent.kube import Kube
 from simnode.agent.nodes import NodeController
 from simnode.agent.pods import NodePods, PodController
@@ -100,7 +99,7 @@ class NodeAgent:
     async def _follow_nodes(self) -> None:
         while True:
             try:
-                data = await self.kube._json(await self.kube.core.list_node(
+                data = await read_json(await self.kube.core.list_node(
                     **self._selector(), _preload_content=False))
                 seen = set()
                 for node in data["items"]:
@@ -113,7 +112,7 @@ class NodeAgent:
                     **self._selector(), watch=True, resource_version=version,
                     allow_watch_bookmarks=True, timeout_seconds=300, _preload_content=False)
                 if response.status != 200:
-                    await self.kube._json(response)
+                    await read_json(response)
                 async with response:
                     async for line in response.content:
                         event = _decode(line)
