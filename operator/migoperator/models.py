@@ -124,6 +124,8 @@ class DGXJobStatus(_Model):
     completion_time: str | None = Field(default=None, alias="completionTime")
     succeeded: int = Field(default=0, ge=0)
     failed: int = Field(default=0, ge=0)
+    requeues: int = Field(default=0, ge=0)
+    """Times a node refused a replica at admission and the job was placed again."""
     conditions: tuple[Condition, ...] = ()
     observed_generation: int | None = Field(default=None, alias="observedGeneration")
 

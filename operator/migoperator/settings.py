@@ -69,6 +69,9 @@ class PlacementSettings(_Group):
     """Node label naming the leaf switch of the node's compute fabric."""
     default_duration_s: float = Field(default=60.0, gt=0)
     """Run time of a job whose workload the performance model cannot predict."""
+    max_requeues: int = Field(default=3, ge=0)
+    """How often a job whose replica a node refused at admission is placed again
+    before it fails (a kubelet refuses when its devices went in the meantime)."""
 
 
 class OperatorSettings(_Group):

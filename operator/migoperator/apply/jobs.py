@@ -15,13 +15,19 @@ An operator that stops anywhere in between finds the job in ``Placing`` at
 start and finishes steps 2-4 for the recorded nodes, so no replica is ever
 placed twice. If a bind is refused (the node went away, the pod was bound
 elsewhere), every pod of the job is deleted and the job goes back to
-``Pending``: all replicas or none. One lock serialises placement rounds and
-status updates, so two jobs never get the same devices.
+``Pending``: all replicas or none. The same happens when a node refuses a
+replica at admission (``UnexpectedAdmissionError``, ``OutOf<resource>``: its
+devices went to another pod between the placement and the kubelet's
+admission), up to ``max_requeues`` times before the job fails. A job that went
+back is placed again once the pods of the earlier placement are gone, by a
+small loop that retries while such jobs wait. One lock serialises placement
+rounds and status updates, so two jobs never get the same devices.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -71,6 +77,9 @@ QUEUE_LABEL = "dgxsim.io/queue"
 MIG_GPU_KINDS = ("a100-40gb", "a100-80gb")
 DEFAULT_GPU = "a100-40gb"
 TERMINAL = ("Succeeded", "Failed")
+ADMISSION_REFUSED = "UnexpectedAdmissionError"
+"""The reason a kubelet gives a pod it refuses because device allocation failed."""
+TERMINATING = "the pods of an earlier placement are still terminating"
 
 
 def check_profile(spec: DGXJobSpec) -> None:
@@ -137,6 +146,8 @@ class JobController:
     metrics: Metrics
     on_change: Callable[[], None] = lambda: None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _requeued: set[str] = field(default_factory=set)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ------------------------------------------------------------ admission
 
@@ -206,11 +217,13 @@ class JobController:
         views = [node_view(n, by_node.get(n["metadata"]["name"], []), leaf) for n in nodes]
         waiting_jobs = {job_key(j["metadata"]["namespace"], j["metadata"]["name"]): j
                         for j in jobs if job_phase(j) == "Pending" and job_admitted(j)}
+        leftovers = {job_key(p["metadata"]["namespace"], p["metadata"]["labels"][JOB_LABEL])
+                     for p in pods if JOB_LABEL in (p["metadata"].get("labels") or {})}
+        waiting = dict.fromkeys(leftovers & waiting_jobs.keys(), TERMINATING)
         requests = [job_request_of(key, DGXJobSpec.model_validate(j["spec"]),
                                    timestamp(j["metadata"].get("creationTimestamp")))
-                    for key, j in waiting_jobs.items()]
+                    for key, j in waiting_jobs.items() if key not in waiting]
         devices = {v.name: v.device or DEFAULT_GPU for v in views}
-        waiting: dict[str, str] = {}
         for result in place_jobs(requests, node_capacities(views)):
             if isinstance(result, Placement):
                 await self._commit(waiting_jobs[result.key], result, devices)
@@ -274,15 +287,42 @@ class JobController:
                               f"predicted {human(guess.seconds)} ({guess.source})")
 
     async def _roll_back(self, job: JSON, placed: tuple[ReplicaPlacement, ...],
-                         why: str) -> None:
+                         why: str, reason: str = "PlacementRolledBack",
+                         **extra: Any) -> None:
+        """Delete every pod of the placement and send the job back to Pending."""
         meta = job["metadata"]
         log.warning("placement of %s/%s rolled back: %s", meta["namespace"], meta["name"], why)
         for replica in placed:
             await self.kube.delete_pod(meta["namespace"], replica.pod)
-        await self._status(job, {"phase": "Pending", "reason": "PlacementRolledBack",
-                                 "message": why[:500], "placement": [], "nodes": None})
+        await self._status(job, {"phase": "Pending", "reason": reason, "message": why[:500],
+                                 "placement": [], "nodes": None, **extra})
         await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
-                              "PlacementRolledBack", why, "Warning")
+                              reason, why, "Warning")
+        self._requeued.add(job_key(meta["namespace"], meta["name"]))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Place the jobs that went back to Pending again, retrying while they wait.
+
+        kopf retries a job's placement only until its first success; a job
+        rolled back after that is this loop's. It wakes when such a job's pods
+        change and every ``retry_delay_s`` while one waits; after a restart
+        kopf's resume handler takes these jobs over.
+        """
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       self.settings.placement.retry_delay_s)
+            self._wake.clear()
+            if not self._requeued:
+                continue
+            try:
+                async with self._lock:
+                    waiting = await self._round()
+            except (KubeError, OSError, ValidationError) as err:
+                log.warning("placing requeued jobs failed: %s", err)
+                continue
+            self._requeued &= waiting.keys()
 
     # ------------------------------------------------------------ following the pods
 
@@ -290,9 +330,23 @@ class JobController:
         """Derive a placed job's phase from its pods."""
         async with self._lock:
             job = await self.kube.get_job(namespace, name)
-            if job is None or job_phase(job) not in ("Scheduled", "Running"):
+            if job is None:
+                return
+            if job_key(namespace, name) in self._requeued:
+                self._wake.set()  # its earlier pods may be gone now
+            if job_phase(job) not in ("Scheduled", "Running"):
                 return
             pods = await self.kube.list_pods(f"{JOB_LABEL}={name}", namespace)
+            status = DGXJobStatus.model_validate(job.get("status") or {})
+            refused = admission_refusal(job, pods)
+            if refused and status.requeues < self.settings.placement.max_requeues:
+                self.metrics.decided("requeue")
+                await self._roll_back(
+                    job, status.placement,
+                    f"{refused}; placing the job again ({status.requeues + 1} of "
+                    f"{self.settings.placement.max_requeues})", "AdmissionRefused",
+                    requeues=status.requeues + 1)
+                return
             patch = phase_from_pods(job, pods)
             if patch:
                 await self._status(job, patch)
@@ -303,6 +357,25 @@ class JobController:
                         str(patch.get("reason") or patch["phase"]),
                         str(patch.get("message") or patch["phase"]), kind)
                     self.on_change()
+
+
+def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:
+    """``pod P on node N: why`` for the first replica its node refused at admission.
+
+    A refused pod never ran: the kubelet failed it with ``UnexpectedAdmissionError``
+    (device allocation failed) or ``OutOf<resource>`` (not enough left).
+    """
+    status = DGXJobStatus.model_validate(job.get("status") or {})
+    placed = {r.pod: r.node for r in status.placement}
+    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
+        name = pod["metadata"]["name"]
+        pod_status = pod.get("status") or {}
+        reason = str(pod_status.get("reason") or "")
+        if name in placed and pod_status.get("phase") == "Failed" and (
+                reason == ADMISSION_REFUSED or reason.startswith("OutOf")):
+            why = pod_status.get("message") or reason
+            return f"pod {name} was refused by node {placed[name]}: {why}"
+    return None
 
 
 def phase_from_pods(job: JSON, pods: list[JSON]) -> JSON:

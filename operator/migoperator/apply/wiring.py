@@ -67,6 +67,7 @@ class Operator:
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics.host,
                      self.metrics_port)
         self._tasks.append(asyncio.create_task(self.partitioner.run(), name="partitioner"))
+        self._tasks.append(asyncio.create_task(self.jobs.run(), name="requeued jobs"))
 
     async def _wait_established(self) -> None:
         loop = asyncio.get_running_loop()
