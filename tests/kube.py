@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,16 @@ class AgentProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The agent stopped (SIGSTOP) for the block, as a kubelet that lags behind."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
     def delete_nodes(self) -> None:
         for name in self.names:

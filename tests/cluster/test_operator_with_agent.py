@@ -35,7 +35,8 @@ def agent(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def operator(control_plane: Cluster, agent: AgentProcess,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(control_plane, tmp_path_factory.mktemp("opop") / "op.log")
+    process = OperatorProcess(control_plane, tmp_path_factory.mktemp("opop") / "op.log",
+                              ("DGXSIM_OPERATOR_PLACEMENT__MAX_REQUEUES", "10"))
     process.start()
     try:
         yield process
@@ -81,6 +82,45 @@ def test_a_gang_runs_on_the_two_free_nodes_and_completes(
     status = job_status(control_plane, namespace, "train")
     assert status["succeeded"] == 2 and status["predictedSeconds"] == 3.0
     control_plane.kubectl("delete", "pod", "busy", "-n", namespace, "--wait=true")
+
+
+def test_a_replica_the_node_refuses_sends_the_gang_back_and_it_runs_later(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    """The node's allocatable lags behind a GPU fault: the operator places an 8-GPU replica
+    there, the node refuses it at admission, the job goes back to Pending and runs once the
+    GPU is healthy again."""
+    import subprocess
+    import sys
+
+    node = agent.names[2]
+    fault = [sys.executable, "-m", "dgxsim", "fault"]
+    where = ["--state-dir", str(agent.state_dir), "--node", node, "--gpu", "3"]
+    subprocess.run([*fault, "inject", *where, "--xid", "79"], check=True, capture_output=True)
+    try:
+        wait_for("7 GPUs", lambda: control_plane.allocatable(node)["nvidia.com/gpu"] == "7")
+        with agent.paused():
+            control_plane.kubectl("patch", "node", node, "--subresource=status",
+                                  "--type=merge", "-p", json.dumps({"status": {
+                                      "allocatable": {"nvidia.com/gpu": "8"}}}))
+            control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+                "eight", workload="resnet50-train", replicas=1, gpusPerReplica=8, steps=20,
+                durationSeconds=2, nodeSelector={"kubernetes.io/hostname": node}))
+            wait_for("placed on the node", lambda: job_status(
+                control_plane, namespace, "eight").get("phase") == "Scheduled")
+        wait_for("requeued", lambda: job_status(control_plane, namespace, "eight").get(
+            "requeues", 0) >= 1)
+    finally:
+        subprocess.run([*fault, "clear", *where], check=True, capture_output=True)
+    wait_for("job succeeded", lambda: job_status(control_plane, namespace, "eight").get(
+        "phase") == "Succeeded")
+    events = control_plane.kubectl_json("get", "events", "-n", namespace, "--field-selector",
+                                        "involvedObject.name=eight")["items"]
+    refused = [e["message"] for e in events if e["reason"] == "AdmissionRefused"]
+    assert refused and f"was refused by node {node}" in refused[0]
+    (pod_,) = job_pods(control_plane, namespace, "eight")
+    assert pod_["status"]["phase"] == "Succeeded" and pod_["spec"]["nodeName"] == node
+    wait_for("8 GPUs", lambda: control_plane.allocatable(node)["nvidia.com/gpu"] == "8")
 
 
 def test_a_named_config_reaches_success_with_56_instances(
