@@ -4,14 +4,19 @@ It owns the node's :class:`NodeState`, applies every change through the MIG
 engine, persists it (when given a :class:`NodeStore`) and tells subscribers.
 Every mutating method follows the same path: build the new state from the old
 one, raise a typed error if any rule says no (the old state stays), otherwise
-save, swap in and publish one :class:`NodeEvent`. Readers use
+save, swap in and publish one :class:`NodeEvent`. With a store, a mutation is a
+transaction: it holds the state directory's lock and first takes in what other
+processes committed (the node agent, ``dgxsim`` commands and ``nvidia-smi``
+share one file), so no process writes over another's change. Readers use
 :meth:`SimNode.inventory` for the published :class:`NodeInventory`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
@@ -28,6 +33,22 @@ from simnode.planning import NodePlan, allocated_gis, plan_gpu
 from simnode.publishing import build_inventory
 from simnode.state import CiState, ConfigState, GiState, GpuState, NodeState, PendingApply
 from simnode.store import NodeStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def transaction(method: Callable[Concatenate[SimNode, P], R]
+                ) -> Callable[Concatenate[SimNode, P], R]:
+    """Run a mutating method under the store's lock, on the latest committed state."""
+    @functools.wraps(method)
+    def locked(node: SimNode, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if node.store is None:
+            return method(node, *args, **kwargs)
+        with node.store.locked():
+            node.refresh()
+            return method(node, *args, **kwargs)
+    return locked
 
 
 class SimNode:
@@ -124,6 +145,7 @@ class SimNode:
             raise GpuBusyError(f"GPU {gpu}: {action} needs an idle GPU; "
                                + "; ".join(str(b).split(": ", 1)[1] for b in busy))
 
+    @transaction
     def set_mig_mode(self, gpu: int, enabled: bool) -> bool:
         """Ask for MIG on or off; True if a GPU reset is now needed for it to take effect."""
         self._require_table(gpu, "MIG")
@@ -134,12 +156,14 @@ class SimNode:
                      if new.reset_pending else "MIG mode unchanged")
         return new.reset_pending
 
+    @transaction
     def reset_gpu(self, gpu: int) -> None:
         """A GPU reset (``nvidia-smi -r``): pending mode takes effect, instances are gone."""
         self._require_idle(gpu, "a GPU reset")
         self._commit(self._state.with_gpu(engine.reset(self._state.gpu(gpu))), "reset", gpu,
                      "GPU reset")
 
+    @transaction
     def reboot(self) -> None:
         """A node reboot: containers are gone, MIG modes persist, GIs and CIs do not."""
         gpus = tuple(engine.reset(g) for g in self._state.gpus)
@@ -151,6 +175,7 @@ class SimNode:
         return set(allocated_gis(self.name, self.table, self._state.gpu(gpu),
                                  self._state.allocations))
 
+    @transaction
     def create_gi(self, gpu: int, profile: str | int, start: int | None = None,
                   default_ci: bool = False) -> GiState:
         """Create a GPU instance (``nvidia-smi mig -cgi``), optionally with its default CI."""
@@ -163,11 +188,13 @@ class SimNode:
                      f"created {gi.profile} (GI {gi.gi_id} at {gi.start}:{gi.size})")
         return gi
 
+    @transaction
     def destroy_gi(self, gpu: int, gi_id: int) -> None:
         """Destroy an empty GPU instance no container holds (``-dgi``)."""
         new = engine.destroy_gi(self._state.gpu(gpu), gi_id, self._busy_gis(gpu))
         self._commit(self._state.with_gpu(new), "mig", gpu, f"destroyed GI {gi_id}")
 
+    @transaction
     def create_ci(self, gpu: int, gi_id: int, slices: int | None = None) -> CiState:
         """Create a compute instance (``-cci``); default size is the whole GI."""
         table = self._require_table(gpu, f"GI {gi_id}")
@@ -176,6 +203,7 @@ class SimNode:
                      f"created CI {ci.ci_id} in GI {gi_id}")
         return ci
 
+    @transaction
     def destroy_ci(self, gpu: int, gi_id: int, ci_id: int) -> None:
         """Destroy a compute instance whose MIG device no container holds (``-dci``)."""
         ids = {(d.gi.gi_id, d.ci.ci_id): d.uuid for d in self.mig_devices(gpu)}
@@ -184,6 +212,7 @@ class SimNode:
         self._commit(self._state.with_gpu(new), "mig", gpu, f"destroyed CI {ci_id} of GI {gi_id}")
 
     # -- allocations and health --------------------------------------------------------
+    @transaction
     def allocate(self, device_id: str, owner: str) -> None:
         """Record that ``owner`` holds ``device_id`` (what the kubelet's Allocate means)."""
         entry = next((d for d in self.inventory().devices if d.id == device_id), None)
@@ -202,6 +231,7 @@ class SimNode:
         self._commit(self._state.model_copy(update={"allocations": allocations}), "allocation",
                      entry.gpu_index, f"{device_id} allocated to {owner}")
 
+    @transaction
     def release(self, device_id: str) -> None:
         """Free ``device_id``; a config apply waiting on it resumes."""
         if device_id not in self._state.allocations:
@@ -212,6 +242,7 @@ class SimNode:
         if self._state.pending_apply is not None:
             self._resume()
 
+    @transaction
     def set_health(self, device_id: str, healthy: bool) -> None:
         """Mark a device (or a whole GPU) healthy or unhealthy; both directions work."""
         current = set(self._state.unhealthy)
@@ -233,6 +264,7 @@ class SimNode:
             plan_gpu(self.name, self.table, g, chosen.get(g.index), self._state.allocations,
                      self.hardware.gpu(g.index).uuid, name) for g in self._state.gpus))
 
+    @transaction
     def apply(self, name: str, config: MigPartedConfig | None = None,
               wait: bool = False) -> NodePlan:
         """Apply config ``name``: all GPUs change together or none does.
@@ -253,6 +285,7 @@ class SimNode:
         self._execute(plan, targets)
         return plan
 
+    @transaction
     def mark_config_failed(self, name: str) -> None:
         """Record that config ``name`` could not be applied (e.g. the config file is bad)."""
         if (self._state.mig_config, self._state.mig_config_state) != (name, "failed"):

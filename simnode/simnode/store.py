@@ -80,11 +80,29 @@ class NodeStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the directory's lock (blocking) for a read-modify-write."""
+        """Hold the directory's lock (blocking) for a read-modify-write.
+
+        Re-entrant within a process (a command that holds it may call node
+        methods that take it again); other processes wait for it.
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / LOCK_FILE, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        key = (self.state_dir / LOCK_FILE).resolve()
+        if key in _held:
+            _held[key] += 1
             try:
                 yield
             finally:
+                _held[key] -= 1
+            return
+        with open(key, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            _held[key] = 1
+            try:
+                yield
+            finally:
+                del _held[key]
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+_held: dict[Path, int] = {}
+"""Lock files this process holds, with their nesting depth."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from simnode.errors import StateCorruptError, StateNotFoundError
+from simnode.errors import AllocationError, StateCorruptError, StateNotFoundError
 from simnode.node import SimNode
 from simnode.store import NodeStore
 
@@ -52,3 +53,57 @@ def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     node.apply("all-3g.20gb")
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".node.lock")) \
         == ["node.json"]
+
+
+def test_a_stale_instance_commits_on_top_of_the_other_ones_change(tmp_path: Path) -> None:
+    SimNode.create("node-a", store=NodeStore(tmp_path))
+    first, second = SimNode.open(NodeStore(tmp_path)), SimNode.open(NodeStore(tmp_path))
+    gpus = first.hardware.gpus
+    first.allocate(gpus[0].uuid, "default/a/main")
+    second.allocate(gpus[1].uuid, "default/b/main")  # second had not seen GPU 0 go
+    stored = SimNode.open(NodeStore(tmp_path)).state.allocations
+    assert stored == {gpus[0].uuid: "default/a/main", gpus[1].uuid: "default/b/main"}
+    with pytest.raises(AllocationError, match="already allocated to default/a/main"):
+        second.allocate(gpus[0].uuid, "default/c/main")
+
+
+def test_a_holder_of_the_lock_may_mutate_without_waiting_for_itself(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path)
+    node = SimNode.create("node-a", store=store)
+    with store.locked(), store.locked():
+        node.apply("all-1g.5gb")
+    assert SimNode.open(store).state.mig_config == "all-1g.5gb"
+
+
+def _churn(state_dir: str, gpus: list[int], owner: str, start: Any) -> None:
+    node = SimNode.open(NodeStore(Path(state_dir)))
+    start.wait()
+    uuids = [node.hardware.gpus[i].uuid for i in gpus]
+    for _ in range(15):
+        for uuid in uuids:
+            node.allocate(uuid, owner)
+        for uuid in uuids:
+            node.release(uuid)
+    for uuid in uuids:
+        node.allocate(uuid, owner)
+
+
+def test_two_processes_sharing_a_state_dir_lose_no_change(tmp_path: Path) -> None:
+    import multiprocessing
+
+    SimNode.create("node-a", store=NodeStore(tmp_path))
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    workers = [context.Process(target=_churn, args=(str(tmp_path), gpus, owner, start))
+               for gpus, owner in (([0, 1, 2, 3], "ns/left/main"), ([4, 5, 6, 7], "ns/right/main"))]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    node = SimNode.open(NodeStore(tmp_path))
+    owners = {node.hardware.gpu(i).uuid: ("ns/left/main" if i < 4 else "ns/right/main")
+              for i in range(8)}
+    assert node.state.allocations == owners
+    assert node.state.generation == 2 * 15 * 8 + 8, "every commit of both processes counts"
