@@ -38,6 +38,21 @@ from dgxsim.controlplane.processes import (
 from dgxsim.toolchain import KUBERNETES_VERSION, bin_dir
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+API_QPS, API_BURST = 200, 400
+"""Client rate limits of the controller manager and the scheduler. The defaults (20 and
+50 requests/s) are sized for a shared production API server; here they would pace a
+thousand-pod Job at the Job controller's 20 pod creations a second."""
+SCHEDULER_CONFIG = """\
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: {kubeconfig}
+  qps: {qps}
+  burst: {burst}
+leaderElection:
+  leaderElect: false
+enableProfiling: false
+"""
 STATE_FILE = "controlplane.json"
 READY_TIMEOUT_S = 180.0
 
@@ -274,10 +289,14 @@ class ControlPlane:
                 f"--cluster-signing-cert-file={pki.ca_cert}",
                 f"--cluster-signing-key-file={pki.ca_key}",
                 f"--service-cluster-ip-range={pkimod.SERVICE_CIDR}",
+                f"--kube-api-qps={API_QPS}", f"--kube-api-burst={API_BURST}",
             ]
         kubeconfig = self._component_kubeconfig(pkimod.SCHEDULER)
+        config = self.state_dir / "scheduler-config.yaml"
+        config.write_text(SCHEDULER_CONFIG.format(kubeconfig=kubeconfig, qps=API_QPS,
+                                                  burst=API_BURST))
         return [
-            *common, f"--secure-port={ports.scheduler}", f"--kubeconfig={kubeconfig}",
+            *common, f"--secure-port={ports.scheduler}", f"--config={config}",
             f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
         ]
 
