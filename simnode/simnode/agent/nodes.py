@@ -43,7 +43,9 @@ JSON = dict[str, Any]
 LEASE_DURATION_S = 40
 LEASE_RENEW_S = 10.0
 STATUS_HEARTBEAT_S = 60.0
-DEBOUNCE_S = 0.02
+DEBOUNCE_S = 0.1
+"""Changes within this time go out as one Node update: a burst of pod admissions
+rewrites the inventory annotation once, not once per pod."""
 CONFIG_NAMESPACE = "dgxsim-system"
 CONFIG_MAP = "dgxsim-mig-configs"
 CONFIG_KEY = "config.yaml"
