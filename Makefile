@@ -89,6 +89,7 @@ demo: dev tools
 	$(BIN)/dgxsim up --state-dir $(STATE) --nodes 2 --time-scale 60
 	$(KUBECTL) wait --for=create serviceaccount/default --timeout=60s
 	$(KUBECTL) delete -f examples/jobs/ -f examples/dgx-a100-mixed-workloads/ --ignore-not-found --wait
+	$(KUBECTL) delete events --all-namespaces --field-selector reason=MigLayoutDecided --ignore-not-found >/dev/null
 	@echo "== 1. static MIG: dgx-1 relabelled nvidia.com/mig.config=all-1g.5gb, as with NVIDIA's mig-manager"
 	$(KUBECTL) label node dgx-0 dgxsim.io/mig-policy- nvidia.com/mig.config=all-disabled --overwrite
 	$(KUBECTL) label node dgx-1 nvidia.com/mig.config=all-1g.5gb --overwrite
