@@ -5,7 +5,8 @@ generated ``kubernetes_asyncio`` APIs with ``_preload_content=False`` and keep
 objects as JSON dicts. This package holds what that needs and nothing more:
 opening a client from a kubeconfig (or in-cluster), decoding a raw answer (the
 generated client checks the status only when it reads the body itself, so a
-raw answer is checked here), and the API server's timestamp formats.
+raw answer is checked here), core/v1 Events as recorders write them, and the
+API server's timestamp formats.
 It imports nothing of the project.
 """
 
@@ -19,8 +20,8 @@ from typing import Any, cast
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-__all__ = ["JSON", "MERGE_PATCH", "STRATEGIC_PATCH", "ApiException", "now_micro",
-           "now_rfc3339", "open_client", "read_json"]
+__all__ = ["JSON", "MERGE_PATCH", "STRATEGIC_PATCH", "ApiException", "event_body",
+           "now_micro", "now_rfc3339", "open_client", "read_json"]
 
 JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
@@ -56,3 +57,28 @@ async def read_json(response: Any) -> JSON:
         response.release()
         raise error
     return cast(JSON, json.loads(body)) if body else {}
+
+
+def event_body(involved: JSON, reason: str, message: str, kind: str, component: str,
+               host: str | None = None, involved_kind: str = "Pod") -> JSON:
+    """A core/v1 Event about ``involved`` (a Kubernetes object as a dict), as a
+    recorder writes one: in the object's namespace (``default`` for cluster-scoped
+    objects), named after it, count 1, message cut at 1024 characters.
+    ``involved_kind`` is used where the object does not say its kind."""
+    meta = involved.get("metadata", {})
+    source: JSON = {"component": component}
+    if host is not None:
+        source["host"] = host
+    now = now_rfc3339()
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'object')}.",
+                     "namespace": meta.get("namespace") or "default"},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", "v1"),
+            "kind": involved.get("kind", involved_kind), "name": meta.get("name"),
+            "namespace": meta.get("namespace"), "uid": meta.get("uid")},
+        "reason": reason, "message": message[:1024], "type": kind, "source": source,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "reportingComponent": component, "reportingInstance": host or component,
+    }

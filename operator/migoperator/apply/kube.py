@@ -14,7 +14,15 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from kubewire import JSON, MERGE_PATCH, ApiException, now_rfc3339, open_client, read_json
+from kubewire import (
+    JSON,
+    MERGE_PATCH,
+    ApiException,
+    event_body,
+    now_rfc3339,
+    open_client,
+    read_json,
+)
 from migoperator.errors import ConflictError, KubeError
 from migoperator.models import GROUP, PLURAL, VERSION
 
@@ -185,24 +193,10 @@ class Kube:
     async def event(self, involved: JSON, reason: str, message: str,
                     kind: str = "Normal") -> None:
         """Record an Event about ``involved``; best effort, as a recorder's are."""
-        meta = involved.get("metadata", {})
-        namespace = meta.get("namespace") or "default"
-        body: JSON = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'object')}.",
-                         "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion", "v1"),
-                "kind": involved.get("kind", "Node"), "name": meta.get("name"),
-                "namespace": meta.get("namespace"), "uid": meta.get("uid")},
-            "reason": reason, "message": message[:1024], "type": kind,
-            "source": {"component": COMPONENT},
-            "firstTimestamp": now_rfc3339(), "lastTimestamp": now_rfc3339(), "count": 1,
-            "reportingComponent": COMPONENT, "reportingInstance": COMPONENT,
-        }
+        body = event_body(involved, reason, message, kind, COMPONENT, involved_kind="Node")
         try:
             await self._call(f"create event {reason}", self.core.create_namespaced_event(
-                namespace, body, _preload_content=False))
+                body["metadata"]["namespace"], body, _preload_content=False))
         except KubeError:
             return
 

@@ -22,6 +22,7 @@ from kubewire import (
     MERGE_PATCH,
     STRATEGIC_PATCH,
     ApiException,
+    event_body,
     now_micro,
     now_rfc3339,
     open_client,
@@ -142,23 +143,10 @@ class Kube:
 
     async def event(self, involved: JSON, reason: str, message: str, kind: str = "Normal",
                     component: str = "dgxsim-node-agent", host: str | None = None) -> None:
-        meta = involved.get("metadata", {})
-        namespace = meta.get("namespace") or "default"
-        body: JSON = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'object')}.",
-                         "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion", "v1"),
-                "kind": involved.get("kind", "Pod"), "name": meta.get("name"),
-                "namespace": meta.get("namespace"), "uid": meta.get("uid")},
-            "reason": reason, "message": message[:1024], "type": kind,
-            "source": {"component": component, "host": host},
-            "firstTimestamp": now_rfc3339(), "lastTimestamp": now_rfc3339(), "count": 1,
-        }
+        body = event_body(involved, reason, message, kind, component, host)
         try:
             await read_json(await self.core.create_namespaced_event(
-                namespace, body, _preload_content=False))
+                body["metadata"]["namespace"], body, _preload_content=False))
         except ApiException:
             # Events are best effort, as in the kubelet's recorder.
             return
