@@ -20,6 +20,7 @@ from deviceplugin.strategy import Strategy
 from gpumodel.node import build_node_hardware
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from simnode.agent.checkpoint import Checkpoint
+from simnode.agent.errors import DeviceAllocationError
 from simnode.agent.kubelet import DeviceManager
 
 TIMEOUT_S = 10.0
@@ -224,6 +225,25 @@ async def test_checkpoint_survives_a_kubelet_restart(node_factory: Callable,
     held = await node.kubelet.allocate("pod-a", "main", "nvidia.com/gpu", 4)
     reloaded = Checkpoint(short_dir / "checkpoint.json")
     assert reloaded.held("nvidia.com/gpu") == set(held.device_ids)
+
+
+async def test_a_plugin_restart_while_devices_are_held_gives_none_out_twice(
+        node_factory: Callable) -> None:
+    node = await node_factory()
+    await until(lambda: node.kubelet.allocatable().get("nvidia.com/gpu") == 8)
+    held = set((await node.kubelet.allocate("pod-a", "main", "nvidia.com/gpu", 4)).device_ids)
+    await node.plugin.stop()
+    await until(lambda: node.kubelet.allocatable().get("nvidia.com/gpu") == 0)
+    restarted = NodePlugin(node.feed, node.plugin_dir, "mixed", node.plugin.context)
+    node.plugin = restarted  # stopped by the fixture
+    await restarted.start()
+    await until(lambda: node.kubelet.allocatable().get("nvidia.com/gpu") == 8)
+    assert len(node.kubelet.registrations) == 2
+    assert set(node.kubelet.free_devices("nvidia.com/gpu")).isdisjoint(held)
+    with pytest.raises(DeviceAllocationError):
+        await node.kubelet.allocate("pod-b", "main", "nvidia.com/gpu", 5)
+    others = set((await node.kubelet.allocate("pod-b", "main", "nvidia.com/gpu", 4)).device_ids)
+    assert others.isdisjoint(held) and len(others | held) == 8
 
 
 def test_a_truncated_checkpoint_is_an_error_and_is_kept(tmp_path: Path) -> None:
