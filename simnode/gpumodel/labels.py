@@ -16,6 +16,7 @@ from gpumodel.errors import UnknownProfileError
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
 from gpumodel.mig import MigProfile, profile_table
+from gpumodel.software import CUDA_VERSION, DRIVER_VERSION, compute_capability
 
 MigStrategy = Literal["none", "single", "mixed"]
 
@@ -26,9 +27,6 @@ MIG_STRATEGY = "nvidia.com/mig.strategy"
 MIG_POLICY = "dgxsim.io/mig-policy"
 INVENTORY_ANNOTATION = "dgxsim.io/inventory"
 
-DRIVER_VERSION = (535, 183, 6)
-CUDA_RUNTIME = (12, 2)
-COMPUTE_CAPABILITY = {"ampere": (8, 0), "volta": (7, 0), "turing": (7, 5), "hopper": (9, 0)}
 
 
 def _sanitize(product: str) -> str:
@@ -39,7 +37,7 @@ def gfd_labels(inventory: NodeInventory, strategy: MigStrategy, gpu_device: str
                ) -> dict[str, str]:
     """The ``nvidia.com/*`` labels gpu-feature-discovery would set on this node."""
     spec = device(gpu_device)
-    major, minor = COMPUTE_CAPABILITY.get(spec.architecture, (0, 0))
+    major, minor = compute_capability(spec.architecture) or (0, 0)
     labels = {
         "nvidia.com/gpu.present": "true",
         "nvidia.com/gpu.family": spec.architecture,
@@ -49,8 +47,8 @@ def gfd_labels(inventory: NodeInventory, strategy: MigStrategy, gpu_device: str
         "nvidia.com/cuda.driver.major": str(DRIVER_VERSION[0]),
         "nvidia.com/cuda.driver.minor": str(DRIVER_VERSION[1]),
         "nvidia.com/cuda.driver.rev": f"{DRIVER_VERSION[2]:02d}",
-        "nvidia.com/cuda.runtime.major": str(CUDA_RUNTIME[0]),
-        "nvidia.com/cuda.runtime.minor": str(CUDA_RUNTIME[1]),
+        "nvidia.com/cuda.runtime.major": str(CUDA_VERSION[0]),
+        "nvidia.com/cuda.runtime.minor": str(CUDA_VERSION[1]),
         "nvidia.com/mig.capable": "true" if spec.mig else "false",
         MIG_STRATEGY: strategy,
     }

@@ -12,10 +12,14 @@ from collections.abc import Callable, Sequence
 
 from gpumodel.gpus import device
 from gpumodel.node import GpuHardware
+from gpumodel.software import compute_capability, driver_version
 from simnode.node import SimNode
 from simnode.nvidia_smi.errors import INVALID_ARGUMENT, SmiError
 
-DRIVER_VERSION = "535.129.03"
+TEMPERATURE_C = 32
+"""GPU temperature at idle in a cooled DGX (``temperature.gpu``, the summary)."""
+IDLE_POWER_W = 52
+"""Power draw of an idle GPU in P0 (``power.draw``, the summary)."""
 TOPO_LEGEND = """
 Legend:
 
@@ -43,6 +47,11 @@ def _mode(enabled: bool) -> str:
     return "Enabled" if enabled else "Disabled"
 
 
+def _compute_cap(hw: GpuHardware) -> str:
+    found = compute_capability(device(hw.device).architecture)
+    return f"{found[0]}.{found[1]}" if found else ""
+
+
 def _fields() -> dict[str, tuple[str, str, Callable[[SimNode, GpuHardware], str]]]:
     """Query name -> (canonical name, unit, value)."""
     def spec(hw: GpuHardware) -> str:
@@ -53,7 +62,7 @@ def _fields() -> dict[str, tuple[str, str, Callable[[SimNode, GpuHardware], str]
         "name": ("name", "", lambda n, g: g.product_name),
         "uuid": ("uuid", "", lambda n, g: g.uuid),
         "count": ("count", "", lambda n, g: str(len(n.hardware.gpus))),
-        "driver_version": ("driver_version", "", lambda n, g: DRIVER_VERSION),
+        "driver_version": ("driver_version", "", lambda n, g: driver_version()),
         "pci.bus_id": ("pci.bus_id", "", lambda n, g: g.pci_bus_id),
         "pci.device_id": ("pci.device_id", "", lambda n, g: g.pci_device_id),
         "memory.total": ("memory.total", "MiB", lambda n, g: str(g.memory_mib)),
@@ -63,14 +72,13 @@ def _fields() -> dict[str, tuple[str, str, Callable[[SimNode, GpuHardware], str]
                              lambda n, g: _mode(n.state.gpu(g.index).mig_enabled)),
         "mig.mode.pending": ("mig.mode.pending", "",
                              lambda n, g: _mode(n.state.gpu(g.index).mig_pending)),
-        "compute_cap": ("compute_cap", "",
-                        lambda n, g: {"ampere": "8.0", "hopper": "9.0", "volta": "7.0",
-                                      "turing": "7.5"}.get(device(g.device).architecture, "")),
+        "compute_cap": ("compute_cap", "", lambda n, g: _compute_cap(g)),
         "clocks.max.sm": ("clocks.max.sm", "MHz",
                           lambda n, g: str(device(spec(g)).boost_clock_mhz)),
         "power.limit": ("power.limit", "W", lambda n, g: f"{device(spec(g)).tdp_w:.2f}"),
+        "power.draw": ("power.draw", "W", lambda n, g: f"{IDLE_POWER_W:.2f}"),
         "utilization.gpu": ("utilization.gpu", "%", lambda n, g: "0"),
-        "temperature.gpu": ("temperature.gpu", "", lambda n, g: "32"),
+        "temperature.gpu": ("temperature.gpu", "", lambda n, g: str(TEMPERATURE_C)),
         "persistence_mode": ("persistence_mode", "", lambda n, g: "Enabled"),
         "pstate": ("pstate", "", lambda n, g: "P0"),
     }
