@@ -56,6 +56,8 @@ class MigGeometry(BaseModel):
     compute_slices: int = Field(ge=1)
     sms_per_compute_slice: int = Field(ge=1)
     profile_family: Literal["40gb", "80gb"]
+    bar1_mib: int = Field(gt=0)
+    """The BAR1 aperture; a GPU instance gets the share of its memory slices."""
 
 
 class DeviceSpec(BaseModel):

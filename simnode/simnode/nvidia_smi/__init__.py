@@ -1,6 +1,7 @@
 """``nvidia-smi`` for a simulated node: the commands people script against.
 
-Supported: ``-L``, ``--query-gpu=... --format=csv[,noheader,nounits]``,
+Supported: no command (the summary table), ``-L``,
+``--query-gpu=... --format=csv[,noheader,nounits]``,
 ``topo -m``, ``-i ID -mig 0|1``, ``-i ID -r`` and ``mig`` (``-lgip``,
 ``-lgipp``, ``-lgi``, ``-lci``, ``-cgi LIST [-C]``, ``-dgi``, ``-cci``,
 ``-dci``), with NVIDIA's layouts, wording and exit codes. The executable finds
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -21,6 +22,7 @@ from simnode.node import SimNode
 from simnode.nvidia_smi import migcmd
 from simnode.nvidia_smi.errors import INVALID_ARGUMENT, NOT_FOUND, OTHER, SmiError
 from simnode.nvidia_smi.listing import list_gpus, query_gpu, topo_matrix
+from simnode.nvidia_smi.summary import summary
 from simnode.store import NodeStore
 
 STATE_DIR_ENV = "DGXSIM_STATE_DIR"
@@ -74,12 +76,11 @@ def dispatch(node: SimNode, argv: Sequence[str]) -> list[str]:
         return _expect_done(args, query_gpu(node, gpus, query, fmt))
     if mode is not None:
         return _expect_done(args, _set_mode(node, gpus, mode))
-    if args in (["-L"], ["--list-gpus"]):
-        return list_gpus(node, gpus)
-    if args in (["-r"], ["--gpu-reset"]):
-        return _reset(node, gpus)
+    command = SIMPLE_COMMANDS.get(tuple(args))
+    if command is not None:
+        return command(node, gpus)
     raise SmiError(INVALID_ARGUMENT, "Invalid combination of input arguments. Supported here: "
-                  "-L, --query-gpu, topo -m, -mig, -r, mig.")
+                  "no command, -L, --query-gpu, topo -m, -mig, -r, mig.")
 
 
 def _expect_done(rest: list[str], lines: list[str]) -> list[str]:
@@ -117,6 +118,13 @@ def _reset(node: SimNode, gpus: list[int]) -> list[str]:
                           f"other process ({err}).") from err
         lines.append(f"GPU {bus} was successfully reset.")
     return [*lines, "All done."]
+
+
+SIMPLE_COMMANDS: dict[tuple[str, ...], Callable[[SimNode, list[int]], list[str]]] = {
+    (): summary, ("-L",): list_gpus, ("--list-gpus",): list_gpus,
+    ("-r",): _reset, ("--gpu-reset",): _reset,
+}
+"""Commands that take nothing but ``-i``: argument list -> what runs it."""
 
 
 def run(node: SimNode, argv: Sequence[str], out: TextIO) -> int:

@@ -158,3 +158,57 @@ def test_topo_matrix() -> None:
     assert gpu0[-2:] == ["48-63,176-191", "3"]
     assert lines[7].split("\t")[-2:] == ["80-95,208-223", "5"]
     assert "  NV#  = Connection traversing a bonded set of # NVLinks" in lines
+
+
+def test_no_command_prints_the_r535_summary_of_every_gpu() -> None:
+    node = SimNode.create("node-a")
+    code, lines = smi(node)
+    assert code == 0
+    assert all(len(line) == 89 for line in lines[1:])
+    assert lines[2] == ("| NVIDIA-SMI 535.183.06             Driver Version: 535.183.06   "
+                        "CUDA Version: 12.2     |")
+    assert lines[4:7] == [
+        "| GPU  Name                 Persistence-M | Bus-Id        Disp.A | Volatile Uncorr. ECC |",
+        "| Fan  Temp   Perf          Pwr:Usage/Cap |         Memory-Usage | GPU-Util  Compute M. |",
+        "|                                         |                      |               MIG M. |"]
+    bus = node.hardware.gpu(0).pci_bus_id
+    assert lines[8:11] == [
+        f"|   0  NVIDIA A100-SXM4-40GB          On  | {bus} Off |                    0 |",
+        "| N/A   32C    P0              52W / 400W |      0MiB / 40960MiB |      0%      Default |",
+        "|                                         |                      |             Disabled |"]
+    assert sum(line.startswith("|   ") and "NVIDIA A100" in line for line in lines) == 8
+    assert "MIG devices:" not in "\n".join(lines)
+    assert lines[-2:] == [
+        "|  No running processes found                                                           |",
+        "+---------------------------------------------------------------------------------------+"]
+
+
+def test_the_summary_lists_mig_devices_and_pending_modes() -> None:
+    node = SimNode.create("node-a")
+    node.apply("all-balanced")
+    node.set_mig_mode(0, False)  # waits for a reset
+    code, lines = smi(node, "-i", "0")
+    assert code == 0 and all(len(line) == 89 for line in lines[1:] if line)
+    assert lines[10] == ("|                                         |                      |"
+                         "            Disabled* |")
+    start = lines.index("|==================+================================+===========+"
+                        "=======================|")
+    assert lines[start + 1:start + 4] == [
+        "|  0    2   0   0  |               0MiB / 19968MiB  | 42      0 |  3   0    2    0    0 |",
+        "|                  |               0MiB / 32767MiB  |           |                       |",
+        "+------------------+--------------------------------+-----------+-----------------------+"]
+    rows = [line for line in lines if line.startswith("|  0 ")]
+    assert [row.split("|")[1].split() for row in rows] == [
+        ["0", "2", "0", "0"], ["0", "3", "0", "1"], ["0", "9", "0", "2"], ["0", "10", "0", "3"]]
+    assert rows[-1].split("|")[2].split() == ["0MiB", "/", "4864MiB"]
+
+
+def test_a_gpu_in_mig_mode_without_instances_has_no_mig_devices() -> None:
+    node = SimNode.create("node-a")
+    node.set_mig_mode(3, True)
+    node.reset_gpu(3)
+    code, lines = smi(node, "-i", "3")
+    assert code == 0
+    assert lines[8].endswith("|                   On |")
+    assert ("|  No MIG devices found                                                              "
+            "   |") in lines
