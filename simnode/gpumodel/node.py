@@ -98,13 +98,17 @@ class NodeHardware(_Frozen):
         raise KeyError(f"no device {name!r} on node {self.name}")
 
     def link(self, a: str, b: str) -> str:
-        """``topo -m`` relation of two devices (``GPU0``, ``mlx5_3``): X, NV#, PXB, NODE, SYS."""
+        """``topo -m`` relation of two devices (``GPU0``, ``mlx5_3``): X, NV#, PIX, PXB, NODE,
+        SYS."""
         if a == b:
             return "X"
         if a.startswith("GPU") and b.startswith("GPU"):
             links = self.nvlinks_between(int(a[3:]), int(b[3:]))
             if links:
                 return f"NV{links}"
+        adapters = {nic.name: nic.adapter for nic in self.nics}
+        if adapters.get(a) is not None and adapters.get(a) == adapters.get(b):
+            return "PIX"  # two ports of one card
         (switch_a, numa_a), (switch_b, numa_b) = self._place(a), self._place(b)
         if switch_a is not None and switch_a == switch_b:
             return "PXB"

@@ -43,6 +43,8 @@ class NicSpec(_Frozen):
     pcie_switch: int | None = None
     numa_node: int = Field(ge=0)
     rail: int | None = Field(default=None, ge=0)
+    adapter: str | None = None
+    """The card this port is on, where it has several (the dual-port storage card)."""
 
     @property
     def gb_per_s(self) -> float:

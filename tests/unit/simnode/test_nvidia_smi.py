@@ -158,6 +158,10 @@ def test_topo_matrix() -> None:
     assert gpu0[-2:] == ["48-63,176-191", "3"]
     assert lines[7].split("\t")[-2:] == ["80-95,208-223", "5"]
     assert "  NV#  = Connection traversing a bonded set of # NVLinks" in lines
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:19]}
+    storage = header.index("mlx5_5")
+    assert rows["mlx5_4"][storage] == "PIX", "the two ports of the storage card"
+    assert rows["mlx5_4"][header.index("mlx5_0")] == "SYS"
 
 
 def test_no_command_prints_the_r535_summary_of_every_gpu() -> None:
