@@ -123,6 +123,24 @@ def test_a_replica_the_node_refuses_sends_the_gang_back_and_it_runs_later(
     wait_for("8 GPUs", lambda: control_plane.allocatable(node)["nvidia.com/gpu"] == "8")
 
 
+def test_a_gang_that_loses_a_replica_fails_and_stops_the_others(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    node = agent.names[2]
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "pair", workload="resnet50-train", replicas=2, gpusPerReplica=1, steps=20,
+        durationSeconds=600, nodeSelector={"kubernetes.io/hostname": node}))
+    wait_for("running", lambda: job_status(control_plane, namespace, "pair").get(
+        "phase") == "Running")
+    control_plane.kubectl("delete", "pod", "pair-r0", "-n", namespace, "--wait=false")
+    wait_for("failed", lambda: job_status(control_plane, namespace, "pair").get(
+        "phase") == "Failed")
+    assert job_status(control_plane, namespace, "pair")["reason"] == "ReplicaDeleted"
+    wait_for("the other replica gone", lambda: not job_pods(control_plane, namespace, "pair"))
+    wait_for("GPUs back", lambda: control_plane.allocatable(node)["nvidia.com/gpu"] == "8"
+             and not any(d.owner for d in control_plane.inventory(node).devices))
+
+
 def test_a_named_config_reaches_success_with_56_instances(
         control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess) -> None:
     node = agent.names[0]

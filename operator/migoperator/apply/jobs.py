@@ -350,6 +350,8 @@ class JobController:
             patch = phase_from_pods(job, pods)
             if patch:
                 await self._status(job, patch)
+                if patch.get("phase") == "Failed":
+                    await self._stop_replicas(namespace, pods)
                 if patch.get("phase") in TERMINAL:
                     kind = "Normal" if patch["phase"] == "Succeeded" else "Warning"
                     await self.kube.event(
@@ -357,6 +359,15 @@ class JobController:
                         str(patch.get("reason") or patch["phase"]),
                         str(patch.get("message") or patch["phase"]), kind)
                     self.on_change()
+
+
+    async def _stop_replicas(self, namespace: str, pods: list[JSON]) -> None:
+        """A gang that failed stops whole: its replicas still running are deleted, and
+        their devices go back to the pool (as a Job's active pods when it fails)."""
+        for pod in pods:
+            phase = (pod.get("status") or {}).get("phase")
+            if phase not in TERMINAL and not pod["metadata"].get("deletionTimestamp"):
+                await self.kube.delete_pod(namespace, pod["metadata"]["name"])
 
 
 def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:
