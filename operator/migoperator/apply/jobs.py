@@ -20,8 +20,10 @@ replica at admission (``UnexpectedAdmissionError``, ``OutOf<resource>``: its
 devices went to another pod between the placement and the kubelet's
 admission), up to ``max_requeues`` times before the job fails. A job that went
 back is placed again once the pods of the earlier placement are gone, by a
-small loop that retries while such jobs wait. One lock serialises placement
-rounds and status updates, so two jobs never get the same devices.
+small loop that retries while such jobs wait. A job whose replica fails or
+disappears once running is Failed, and its other replicas are stopped. One
+lock serialises placement rounds and status updates, so two jobs never get
+the same devices.
 """
 
 from __future__ import annotations
