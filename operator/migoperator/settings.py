@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpumodel.labels import LEAF_SWITCH
+
 ENV_PREFIX = "DGXSIM_OPERATOR_"
 
 
@@ -65,7 +67,7 @@ class PlacementSettings(_Group):
     """``schedulerName`` of the pods the operator creates (nothing else binds them)."""
     retry_delay_s: float = Field(default=3.0, gt=0)
     """How soon a job that did not fit is tried again."""
-    leaf_label: str = "dgxsim.io/leaf-switch"
+    leaf_label: str = LEAF_SWITCH
     """Node label naming the leaf switch of the node's compute fabric."""
     default_duration_s: float = Field(default=60.0, gt=0)
     """Run time of a job whose workload the performance model cannot predict."""

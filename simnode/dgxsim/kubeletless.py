@@ -27,7 +27,7 @@ from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from deviceplugin.strategy import resources
-from gpumodel.labels import MigStrategy
+from gpumodel.labels import LEAF_SWITCH, MigStrategy, leaf_switch
 from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system
 from simnode.agent.checkpoint import Checkpoint
@@ -129,7 +129,8 @@ def endpoint_socket(sockets: Path) -> Path:
     return sockets / "endpoint.sock"
 
 
-def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path) -> NodeWiring:
+def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
+              index: int = 0) -> NodeWiring:
     sim = open_node(options.state_dir, name, options.kind)
     plugin_dir = sockets / name
     devices = DeviceManager(name, plugin_dir,
@@ -138,8 +139,10 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path) -> No
     smi = shutil.which("nvidia-smi")
     context = AllocateContext(name, f"unix://{endpoint_socket(sockets)}", smi)
     plugin = NodePlugin(feed, plugin_dir, options.strategy, context)
+    leaf = leaf_switch(system(options.kind).nodes_per_leaf, index)
     controller = NodeController(
         kube, sim, devices, options.strategy, options.mig_config,
+        initial_labels={LEAF_SWITCH: leaf} if leaf else {},
         advertised=lambda inventory: {r: len(d) for r, d in
                                       resources(inventory, options.strategy).items()})
     return NodeWiring(sim, feed, plugin, devices, controller)
@@ -154,7 +157,8 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(sig, stop.set)
     kube = await Kube.from_kubeconfig(options.kubeconfig)
     sockets = runtime_dir(options.state_dir)
-    wirings = [wire_node(kube, options, name, sockets) for name in node_names(options)]
+    wirings = [wire_node(kube, options, name, sockets, index)
+               for index, name in enumerate(node_names(options))]
     predictor = predictor_for(system(options.kind).gpu)
     agent = NodeAgent.build(kube, [w.controller for w in wirings], options.time_scale,
                             predictor)

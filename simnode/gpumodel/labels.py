@@ -26,6 +26,15 @@ MIG_CONFIG_STATE = "nvidia.com/mig.config.state"
 MIG_STRATEGY = "nvidia.com/mig.strategy"
 MIG_POLICY = "dgxsim.io/mig-policy"
 INVENTORY_ANNOTATION = "dgxsim.io/inventory"
+LEAF_SWITCH = "dgxsim.io/leaf-switch"
+"""Node label naming the leaf switches of the node's compute fabric (its scalable unit)."""
+
+
+def leaf_switch(nodes_per_leaf: int | None, node_index: int) -> str | None:
+    """``su-<k>`` for the ``node_index``-th node of a cluster cabled in scalable units."""
+    if nodes_per_leaf is None:
+        return None
+    return f"su-{node_index // nodes_per_leaf}"
 
 
 

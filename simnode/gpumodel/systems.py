@@ -117,6 +117,9 @@ class SystemSpec(_Frozen):
     memory_gib: int = Field(gt=0)
     storage: StorageSpec
     security: SecuritySpec
+    nodes_per_leaf: int | None = Field(default=None, ge=1)
+    """Nodes that share the leaf switches of the compute fabric in a cluster of them:
+    a DGX SuperPOD scalable unit (20 DGX A100) is cabled rail by rail to its own leaves."""
 
     @model_validator(mode="after")
     def _consistent(self) -> SystemSpec:

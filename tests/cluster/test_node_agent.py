@@ -77,6 +77,7 @@ def test_nodes_are_ready_dgx_nodes_with_eight_gpus(control_plane: Cluster,
         assert labels["nvidia.com/mig.capable"] == "true"
         assert labels["nvidia.com/mig.strategy"] == "mixed"
         assert "dgxsim.io/inventory" in node["metadata"]["annotations"]
+        assert labels["dgxsim.io/leaf-switch"] == "su-0", "a scalable unit holds 20 nodes"
     lease = control_plane.kubectl_json("get", "lease", agent.names[0], "-n", "kube-node-lease")
     assert lease["spec"]["holderIdentity"] == agent.names[0]
 

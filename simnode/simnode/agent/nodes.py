@@ -68,6 +68,9 @@ class NodeController:
     labels, the inventory annotation and the MIG label protocol."""
     strategy: MigStrategy
     initial_mig_config: str | None = None
+    initial_labels: dict[str, str] = field(default_factory=dict)
+    """Labels the Node gets when this controller creates it (its leaf switch); like the
+    initial MIG config, the cluster's admins may change them afterwards."""
     advertised: Advertised | None = None
     """Set where the plugins' strategy is known: a MIG change then reaches ``success``
     only once the device manager holds the re-advertised devices, so capacity and
@@ -109,7 +112,9 @@ class NodeController:
             raise AgentError(f"Node {self.name} does not exist; under a real kubelet the "
                              "kubelet registers it")
         if node is None:
-            extra = {MIG_CONFIG: self.initial_mig_config} if self.initial_mig_config else {}
+            extra = {**self.initial_labels,
+                     **({MIG_CONFIG: self.initial_mig_config} if self.initial_mig_config
+                        else {})}
             body = node_object(self.sim.hardware, {**self._wanted_labels(), **extra},
                                {INVENTORY_ANNOTATION: self._inventory_json()})
             node = await self.kube.create_node(body)

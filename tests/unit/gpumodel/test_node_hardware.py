@@ -38,3 +38,14 @@ def test_ids_are_deterministic_and_distinct() -> None:
     assert UUID.match(mig) and mig[18] == "5"  # a version-5 UUID, like the driver's
     assert mig != mig_uuid("n1", 0, 0, 4) != mig_uuid("n1", 0, 4, 4, 0, 1)
     assert build_node_hardware("x").gpus[3].uuid == gpu_uuid("x", 3)
+
+
+def test_dgx_a100_nodes_sit_in_scalable_units_of_twenty() -> None:
+    from gpumodel.labels import leaf_switch
+    from gpumodel.systems import system
+
+    per_leaf = system("dgx-a100-320gb").nodes_per_leaf
+    assert per_leaf == 20 and system("dgx-a100-640gb").nodes_per_leaf == 20
+    assert [leaf_switch(per_leaf, i) for i in (0, 19, 20, 139)] == ["su-0", "su-0", "su-1",
+                                                                     "su-6"]
+    assert leaf_switch(system("dgx-1-v100-32gb").nodes_per_leaf, 5) is None
