@@ -43,6 +43,15 @@ def resources(node: NodeInventory, strategy: Strategy
     return _non_empty(table)
 
 
+def advertised_counts(node: NodeInventory, strategy: Strategy) -> dict[str, int]:
+    """How many devices the plugins advertise per resource; nothing for a layout the
+    strategy refuses (as :meth:`NodePlugin.apply` does)."""
+    try:
+        return {name: len(devices) for name, devices in resources(node, strategy).items()}
+    except StrategyError:
+        return {}
+
+
 def placement_order(device: InventoryDevice) -> tuple[int, int, int]:
     """GPU index, then memory start slice, then compute start slice."""
     if device.mig is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
-from deviceplugin.strategy import resources
+from deviceplugin.strategy import advertised_counts
 from gpumodel.labels import LEAF_SWITCH, MigStrategy, leaf_switch
 from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system
@@ -143,8 +143,7 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
     controller = NodeController(
         kube, sim, devices, options.strategy, options.mig_config,
         initial_labels={LEAF_SWITCH: leaf} if leaf else {},
-        advertised=lambda inventory: {r: len(d) for r, d in
-                                      resources(inventory, options.strategy).items()})
+        advertised=lambda inventory: advertised_counts(inventory, options.strategy))
     return NodeWiring(sim, feed, plugin, devices, controller)
 
 

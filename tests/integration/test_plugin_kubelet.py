@@ -16,7 +16,7 @@ from factories import BALANCED, balanced, make_inventory
 from deviceplugin.server import NodePlugin, socket_name
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
-from deviceplugin.strategy import Strategy
+from deviceplugin.strategy import Strategy, advertised_counts
 from gpumodel.node import build_node_hardware
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from simnode.agent.checkpoint import Checkpoint
@@ -209,6 +209,9 @@ async def test_single_strategy_refuses_two_profiles(node_factory: Callable) -> N
     assert node.plugin.last_error is not None
     assert "more than one MIG device type" in node.plugin.last_error
     assert node.kubelet.endpoints == {}
+    assert advertised_counts(balanced(), "single") == {}
+    assert advertised_counts(balanced(), "mixed") == {
+        "nvidia.com/mig-1g.5gb": 16, "nvidia.com/mig-2g.10gb": 8, "nvidia.com/mig-3g.20gb": 8}
 
 
 async def test_single_strategy_advertises_one_profile_as_gpu(node_factory: Callable) -> None:
