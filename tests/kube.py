@@ -78,6 +78,19 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float = 120.0,
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stop_process(proc: subprocess.Popen[bytes], crash: bool = False) -> None:
+    """End a process this test started: SIGTERM (SIGKILL with ``crash``), then SIGKILL
+    if it has not exited within 30 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def processes_mentioning(text: str) -> list[tuple[int, str]]:
     """Live (non-zombie) processes whose command line contains ``text``."""
     found = []
@@ -129,13 +142,8 @@ class AgentProcess:
         raise AssertionError(f"agent not ready: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     @contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from chart_helpers import JSON, as_json_stream, container, find, render
-from kube import Cluster
+from kube import Cluster, stop_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -114,12 +114,7 @@ def test_operator_runs_under_the_chart_rbac(control_plane: Cluster, chart_object
         # finalizer), so nothing of this test is left for later tests to see as demand.
         control_plane.kubectl("delete", "dgxjobs,pods", "--all", "-n", NAMESPACE,
                               "--wait=true", "--timeout=60s", check=False)
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def tail(log: Path) -> str:

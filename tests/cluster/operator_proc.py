@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from kube import Cluster, unique_name, wait_for
+from kube import Cluster, stop_process, unique_name, wait_for
 
 from gpumodel.labels import INVENTORY_ANNOTATION
 from simnode.node import SimNode
@@ -50,13 +49,8 @@ class OperatorProcess:
             b"--- start ---")[-1]
 
     def stop(self, crash: bool = False) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, crash)
         self.proc = None
         with open(self.log, "ab") as out:
             out.write(b"\n--- start ---\n")
