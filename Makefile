@@ -22,9 +22,6 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@# The source roots go on sys.path too: from the repository root the folder simnode/
-	@# would otherwise shadow the simnode package as an empty namespace package.
-	$(BIN)/python -c 'import pathlib, site; roots = [str(pathlib.Path(d).resolve()) for d in ("simnode", "plugin", "operator")]; pathlib.Path(site.getsitepackages()[0], "dgxsim-source-roots.pth").write_text("\n".join(roots) + "\n")'
 	touch $@
 
 ## dev: create the virtual environment and install dgxsim with its dev extras
@@ -34,7 +31,7 @@ dev: $(BIN)/.installed
 ## tools: build (or copy from cache) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm into .tools/bin
 .PHONY: tools
 tools:
-	PYTHONPATH=simnode $(PYTHON) -m dgxsim.toolchain
+	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain
 
 PROTO := plugin/kubeletapi/v1beta1/api.proto
 PROTOC := PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I plugin
@@ -67,7 +64,7 @@ lint: dev
 ## typecheck: mypy --strict over every package
 .PHONY: typecheck
 typecheck: dev
-	$(BIN)/mypy -p gpumodel -p kubeletapi -p kubewire -p simnode -p deviceplugin -p migoperator -p dgxsim
+	$(BIN)/mypy -p gpumodel -p kubeletapi -p kubewire -p localkube -p dgxnode -p deviceplugin -p migoperator -p dgxsim
 
 ## imports: import-linter contracts (domain model is a leaf, components are independent)
 .PHONY: imports

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dgxsim.controlplane import ControlPlane
-from dgxsim.toolchain import bin_dir
+from localkube import ControlPlane
+from localkube.toolchain import bin_dir
 
 
 @contextmanager

@@ -31,9 +31,9 @@ import grpc
 from deviceplugin.server import NodePlugin, socket_name
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
+from dgxnode.agent.checkpoint import Checkpoint
+from dgxnode.agent.kubelet import DeviceManager
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
-from simnode.agent.checkpoint import Checkpoint
-from simnode.agent.kubelet import DeviceManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _harness import local_cluster

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from kube import Cluster
 
-from dgxsim.controlplane import ControlPlane
-from dgxsim.controlplane.processes import log_tail
-from dgxsim.toolchain import ensure_tools
+from localkube import ControlPlane
+from localkube.processes import log_tail
+from localkube.toolchain import ensure_tools
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG_LINES_ON_FAILURE = 40

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgxsim.controlplane import ControlPlane, ControlPlaneState
-from dgxsim.toolchain import bin_dir
 from gpumodel.inventory import NodeInventory
 from gpumodel.labels import INVENTORY_ANNOTATION
+from localkube import ControlPlane, ControlPlaneState
+from localkube.toolchain import bin_dir
 
 
 @dataclass

@@ -21,16 +21,16 @@ from pathlib import Path
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
+from dgxnode.agent.kube import Kube
+from dgxnode.agent.nodes import NodeController
+from dgxnode.agent.runner import NodeAgent
+from dgxnode.endpoint import NodeEndpoint
+from dgxnode.node import SimNode
+from dgxnode.prediction import predictor_for
+from dgxnode.store import NodeStore
 from dgxsim.kubeletless import feed_from, refresh_from_disk
 from gpumodel.labels import MigStrategy
 from gpumodel.systems import system
-from simnode.agent.kube import Kube
-from simnode.agent.nodes import NodeController
-from simnode.agent.runner import NodeAgent
-from simnode.endpoint import NodeEndpoint
-from simnode.node import SimNode
-from simnode.prediction import predictor_for
-from simnode.store import NodeStore
 
 log = logging.getLogger(__name__)
 CONTAINER_RUN_DIR = "/run/dgxsim"

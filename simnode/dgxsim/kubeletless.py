@@ -27,19 +27,19 @@ from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from deviceplugin.strategy import advertised_counts
+from dgxnode.agent.checkpoint import Checkpoint
+from dgxnode.agent.kube import Kube
+from dgxnode.agent.kubelet import DeviceManager
+from dgxnode.agent.nodes import NodeController
+from dgxnode.agent.runner import NodeAgent
+from dgxnode.endpoint import NodeEndpoint
+from dgxnode.errors import SimnodeError
+from dgxnode.node import SimNode
+from dgxnode.prediction import predictor_for
+from dgxnode.store import NodeStore
 from gpumodel.labels import LEAF_SWITCH, MigStrategy, leaf_switch
 from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system
-from simnode.agent.checkpoint import Checkpoint
-from simnode.agent.kube import Kube
-from simnode.agent.kubelet import DeviceManager
-from simnode.agent.nodes import NodeController
-from simnode.agent.runner import NodeAgent
-from simnode.endpoint import NodeEndpoint
-from simnode.errors import SimnodeError
-from simnode.node import SimNode
-from simnode.prediction import predictor_for
-from simnode.store import NodeStore
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dgxsim.toolchain import bin_dir
+from localkube.toolchain import bin_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "dgxsim"

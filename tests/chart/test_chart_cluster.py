@@ -30,7 +30,7 @@ from component_needs import (
 from kube import Cluster
 from test_chart_render import VALUE_SETS
 
-from dgxsim.toolchain import ensure_tools
+from localkube.toolchain import ensure_tools
 
 pytestmark = pytest.mark.cluster
 

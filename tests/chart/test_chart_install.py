@@ -16,7 +16,7 @@ import pytest
 from chart_helpers import CHART, JSON, helm, values_args
 from kube import AgentProcess, Cluster, wait_for
 
-from dgxsim.toolchain import ensure_tools
+from localkube.toolchain import ensure_tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

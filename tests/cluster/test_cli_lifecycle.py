@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kube import Cluster, processes_mentioning
 
-from dgxsim.toolchain import KUBERNETES_VERSION, bin_dir
+from localkube.toolchain import KUBERNETES_VERSION, bin_dir
 
 
 def dgxsim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import time
 
 from kube import Cluster, wait_for
 
-from dgxsim.toolchain import KUBERNETES_VERSION
+from localkube.toolchain import KUBERNETES_VERSION
 
 
 def test_readyz_answers_ok(control_plane: Cluster) -> None:

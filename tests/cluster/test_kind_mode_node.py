@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from kube import Cluster
 
-from simnode.agent.checkpoint import Checkpoint
-from simnode.agent.kubelet import DeviceManager
+from dgxnode.agent.checkpoint import Checkpoint
+from dgxnode.agent.kubelet import DeviceManager
 
 NODE = "kind-worker-sim"
 

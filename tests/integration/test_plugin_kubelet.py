@@ -17,11 +17,11 @@ from deviceplugin.server import NodePlugin, socket_name
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from deviceplugin.strategy import Strategy, advertised_counts
+from dgxnode.agent.checkpoint import Checkpoint
+from dgxnode.agent.errors import DeviceAllocationError
+from dgxnode.agent.kubelet import DeviceManager
 from gpumodel.node import build_node_hardware
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
-from simnode.agent.checkpoint import Checkpoint
-from simnode.agent.errors import DeviceAllocationError
-from simnode.agent.kubelet import DeviceManager
 
 TIMEOUT_S = 10.0
 
@@ -250,7 +250,7 @@ async def test_a_plugin_restart_while_devices_are_held_gives_none_out_twice(
 
 
 def test_a_truncated_checkpoint_is_an_error_and_is_kept(tmp_path: Path) -> None:
-    from simnode.agent.errors import CheckpointError
+    from dgxnode.agent.errors import CheckpointError
 
     path = tmp_path / "checkpoint.json"
     path.write_text('{"version": "v1", "pods": {"a": ')

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 
 from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
-from dgxsim.controlplane import AlreadyRunningError, ControlPlane, ControlPlaneError
-from dgxsim.toolchain import bin_dir
 from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system_catalog
+from localkube import AlreadyRunningError, ControlPlane, ControlPlaneError
+from localkube.toolchain import bin_dir
 
 AGENT = "node-agent"
 OPERATOR = "operator"
@@ -121,7 +121,7 @@ def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None
 
 def _start_operator(plane: ControlPlane) -> None:
     """The operator as a managed process; ready once its liveness endpoint answers."""
-    from dgxsim.controlplane.processes import free_port
+    from localkube.processes import free_port
 
     liveness, metrics = free_port(), free_port()
     argv = [sys.executable, "-m", "dgxsim", "operator", "--kubeconfig", str(plane.kubeconfig),

@@ -13,10 +13,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from dgxnode.errors import SimnodeError
+from dgxnode.node import SimNode
+from dgxnode.store import NodeStore
 from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
-from simnode.errors import SimnodeError
-from simnode.node import SimNode
-from simnode.store import NodeStore
 
 XIDS = {
     48: "double-bit ECC error",

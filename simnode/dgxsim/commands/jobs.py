@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
-from dgxsim.controlplane import ControlPlane
+from localkube import ControlPlane
 
 JSON = dict[str, Any]
 

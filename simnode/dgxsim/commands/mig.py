@@ -14,15 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dgxnode.errors import ApplyBlockedError
+from dgxnode.node import SimNode
+from dgxnode.store import NodeStore
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
 from dgxsim.commands.node import open_node
 from gpumodel.errors import GpuModelError
 from gpumodel.geometries import maximal_geometries
 from gpumodel.mig import profile_table
 from gpumodel.migparted import MigPartedConfig, default_mig_configs, parse_mig_parted_config
-from simnode.errors import ApplyBlockedError
-from simnode.node import SimNode
-from simnode.store import NodeStore
 
 POLL_S = 0.5
 

@@ -1,6 +1,6 @@
 """``dgxsim node init | show | allocate | release | reboot``: one simulated node's state.
 
-CLI glue over :class:`simnode.node.SimNode`; the state lives in
+CLI glue over :class:`dgxnode.node.SimNode`; the state lives in
 ``<state-dir>/node.json`` and every command holds the directory's lock.
 """
 
@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dgxnode.errors import AllocationError, SimnodeError, StateError, StateExistsError
+from dgxnode.node import SimNode
+from dgxnode.store import NodeStore
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
 from gpumodel.node import DEFAULT_NODE_KIND, NODE_KINDS
-from simnode.errors import AllocationError, SimnodeError, StateError, StateExistsError
-from simnode.node import SimNode
-from simnode.store import NodeStore
 
 DEFAULT_NODE_NAME = "dgxsim-node-0"
 

@@ -1,6 +1,6 @@
 """``dgxsim nvidia-smi [--state-dir D] ...``: the node's nvidia-smi from the host.
 
-Everything after ``nvidia-smi`` is passed to :mod:`simnode.nvidia_smi`
+Everything after ``nvidia-smi`` is passed to :mod:`dgxnode.nvidia_smi`
 unchanged (the subcommand declares no options of its own, so ``-L`` or
 ``--query-gpu=...`` reach nvidia-smi intact); ``--state-dir`` defaults to
 dgxsim's state directory. ``dgxsim nvidia-smi --state-dir D mig -lgip`` prints
@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dgxnode import nvidia_smi
 from dgxsim.commands import default_state_dir
-from simnode import nvidia_smi
 
 
 def register(sub: Any) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 
 import aiohttp
 
+from dgxnode.agent.workload import WorkloadSpec, parse_duration
 from dgxsim.commands import CommandError
-from simnode.agent.workload import WorkloadSpec, parse_duration
 
 PROGRESS_LINES = 20
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dgxnode.node import SimNode
+from dgxnode.store import NodeStore
 from dgxsim.cli import main
-from simnode.node import SimNode
-from simnode.store import NodeStore
 
 
 def dgxsim(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

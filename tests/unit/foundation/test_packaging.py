@@ -1,16 +1,20 @@
-"""One distribution ships four packages with their own names; none shadows the stdlib."""
+"""One distribution ships its packages under their own names; none is shadowed by a folder
+or shadows the stdlib, and a plain editable install works from any directory."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-PACKAGES = ("gpumodel", "simnode", "deviceplugin", "migoperator", "dgxsim")
+PACKAGES = ("gpumodel", "kubeletapi", "kubewire", "localkube", "dgxnode", "deviceplugin",
+            "migoperator", "dgxsim")
+SOURCE_ROOTS = ("simnode", "plugin", "operator")
 
 
 def test_import_operator_from_the_repository_root_is_the_stdlib_module() -> None:
@@ -25,11 +29,25 @@ def test_import_operator_from_the_repository_root_is_the_stdlib_module() -> None
     assert out[1] == "True"
 
 
-def test_from_the_repository_root_simnode_is_the_package_not_the_folder() -> None:
-    code = "import simnode, gpumodel.gpus; print(simnode.__file__)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    assert out == str(REPO_ROOT / "simnode" / "simnode" / "__init__.py")
+def test_no_package_is_named_like_the_folder_that_holds_it() -> None:
+    for root in SOURCE_ROOTS:
+        assert not (REPO_ROOT / root / root).exists(), f"{root}/{root} would be shadowed"
+
+
+@pytest.mark.parametrize("cwd", [REPO_ROOT, Path("/")], ids=["repo-root", "filesystem-root"])
+def test_every_package_resolves_to_the_checkout_from_any_directory(cwd: Path) -> None:
+    code = f"import importlib; print(*(importlib.import_module(n).__file__ for n in {PACKAGES!r}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True,
+                         text=True, check=True).stdout.split()
+    for name, path in zip(PACKAGES, out, strict=True):
+        assert Path(path).parent.name == name
+        assert Path(path).is_relative_to(REPO_ROOT), (name, path)
+
+
+def test_the_install_needs_no_path_file_of_its_own() -> None:
+    """The editable install is pip's own: no hand-written ``.pth`` outlives an uninstall."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    assert not (site / "dgxsim-source-roots.pth").exists()
 
 
 def test_every_package_imports_from_the_editable_install() -> None:
@@ -58,9 +76,11 @@ def test_wheel_holds_the_packages_data_and_console_script(tmp_path: Path) -> Non
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--target", str(target), str(wheel)], check=True, capture_output=True)
     code = (f"import sys; sys.path.insert(0, {str(target)!r}); "
-            "import gpumodel.gpus, dgxsim.cli; "
-            "print(gpumodel.gpus.__file__); print(gpumodel.gpus.device('a100-40gb').sms)")
+            "import gpumodel.gpus, dgxsim.cli, localkube.toolchain as t; "
+            "print(gpumodel.gpus.__file__); print(gpumodel.gpus.device('a100-40gb').sms); "
+            "print(t.tools_dir())")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out[0].startswith(str(target))
     assert out[1] == "108"
+    assert not out[2].startswith(str(target)), "binaries never go into site-packages"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dgxsim import toolchain
+from localkube import toolchain
 
 KUBE_GOMOD = """module k8s.io/kubernetes
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dgxnode.node import SimNode
 from dgxsim.commands.show import Block, gpu_blocks, render_png, render_text
-from simnode.node import SimNode
 
 
 def balanced_node() -> SimNode:

@@ -12,11 +12,11 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dgxnode import engine
+from dgxnode.errors import InstanceNotFoundError
+from dgxnode.state import GpuState
 from gpumodel.errors import PlacementError
 from gpumodel.mig import ProfileTable, profile_table
-from simnode import engine
-from simnode.errors import InstanceNotFoundError
-from simnode.state import GpuState
 
 TABLES = [profile_table("a100-40gb"), profile_table("a100-80gb")]
 

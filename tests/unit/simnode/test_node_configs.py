@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from dgxnode.errors import AllocationError, ApplyBlockedError, GpuBusyError
+from dgxnode.events import NodeEvent
+from dgxnode.node import SimNode
 from gpumodel.migparted import default_mig_configs, parse_mig_parted_config
-from simnode.errors import AllocationError, ApplyBlockedError, GpuBusyError
-from simnode.events import NodeEvent
-from simnode.node import SimNode
 
 
 def layout(node: SimNode, gpu: int) -> list[tuple[str, int]]:

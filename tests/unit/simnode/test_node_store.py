@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from simnode.errors import AllocationError, StateCorruptError, StateNotFoundError
-from simnode.node import SimNode
-from simnode.store import NodeStore
+from dgxnode.errors import AllocationError, StateCorruptError, StateNotFoundError
+from dgxnode.node import SimNode
+from dgxnode.store import NodeStore
 
 
 def test_restart_is_identical(tmp_path: Path) -> None:

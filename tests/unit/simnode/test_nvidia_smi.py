@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from simnode.node import SimNode
-from simnode.nvidia_smi import run
+from dgxnode.node import SimNode
+from dgxnode.nvidia_smi import run
 
 
 def smi(node: SimNode, *args: str) -> tuple[int, list[str]]:

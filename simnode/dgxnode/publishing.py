@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from dgxnode.devices import mig_devices
+from dgxnode.state import GpuState, NodeState
 from gpumodel.ids import DeviceID
 from gpumodel.inventory import GpuSummary, InventoryDevice, MigPlacement, NodeInventory
 from gpumodel.mig import ProfileTable
 from gpumodel.node import GpuHardware, NodeHardware
-from simnode.devices import mig_devices
-from simnode.state import GpuState, NodeState
 
 
 def _mode(enabled: bool) -> Literal["Enabled", "Disabled"]:

@@ -18,21 +18,21 @@ import functools
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
+from dgxnode import engine
+from dgxnode.applying import execute
+from dgxnode.devices import MigDevice, mig_devices
+from dgxnode.errors import AllocationError, ApplyBlockedError, Blocker, GpuBusyError, MigModeError
+from dgxnode.events import ChangeFeed, EventKind, NodeEvent, Subscriber
+from dgxnode.planning import NodePlan, allocated_gis, plan_gpu
+from dgxnode.publishing import build_inventory
+from dgxnode.state import CiState, ConfigState, GiState, GpuState, NodeState, PendingApply
+from dgxnode.store import NodeStore
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
 from gpumodel.mig import ProfileTable, profile_table
 from gpumodel.migparted import GpuTarget, MigPartedConfig, default_mig_configs
 from gpumodel.node import DEFAULT_NODE_KIND, NodeHardware, build_node_hardware
 from gpumodel.systems import system
-from simnode import engine
-from simnode.applying import execute
-from simnode.devices import MigDevice, mig_devices
-from simnode.errors import AllocationError, ApplyBlockedError, Blocker, GpuBusyError, MigModeError
-from simnode.events import ChangeFeed, EventKind, NodeEvent, Subscriber
-from simnode.planning import NodePlan, allocated_gis, plan_gpu
-from simnode.publishing import build_inventory
-from simnode.state import CiState, ConfigState, GiState, GpuState, NodeState, PendingApply
-from simnode.store import NodeStore
 
 P = ParamSpec("P")
 R = TypeVar("R")

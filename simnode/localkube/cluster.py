@@ -24,9 +24,9 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from dgxsim.controlplane import pki as pkimod
-from dgxsim.controlplane.errors import ControlPlaneError
-from dgxsim.controlplane.processes import (
+from localkube import pki as pkimod
+from localkube.errors import ControlPlaneError
+from localkube.processes import (
     ProcessRecord,
     free_port,
     is_alive,
@@ -35,7 +35,7 @@ from dgxsim.controlplane.processes import (
     spawn,
     stop,
 )
-from dgxsim.toolchain import KUBERNETES_VERSION, bin_dir
+from localkube.toolchain import KUBERNETES_VERSION, bin_dir
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 API_QPS, API_BURST = 200, 400

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from simnode.errors import StateCorruptError, StateError, StateNotFoundError
-from simnode.state import NodeState
+from dgxnode.errors import StateCorruptError, StateError, StateNotFoundError
+from dgxnode.state import NodeState
 
 STATE_FILE = "node.json"
 LOCK_FILE = ".node.lock"

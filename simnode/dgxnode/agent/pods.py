@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from simnode.agent.errors import AgentError, AnnotationError, DeviceAllocationError
-from simnode.agent.kube import Kube, now_rfc3339
-from simnode.agent.kubelet import DeviceManager
-from simnode.agent.objects import rejected_status, running_status, terminated_status
-from simnode.agent.workload import PREDICTED, StepPredictor, run_plan, shutdown_seconds
-from simnode.errors import SimnodeError
-from simnode.node import SimNode
+from dgxnode.agent.errors import AgentError, AnnotationError, DeviceAllocationError
+from dgxnode.agent.kube import Kube, now_rfc3339
+from dgxnode.agent.kubelet import DeviceManager
+from dgxnode.agent.objects import rejected_status, running_status, terminated_status
+from dgxnode.agent.workload import PREDICTED, StepPredictor, run_plan, shutdown_seconds
+from dgxnode.errors import SimnodeError
+from dgxnode.node import SimNode
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

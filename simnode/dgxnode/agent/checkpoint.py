@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from simnode.agent.errors import CheckpointError
+from dgxnode.agent.errors import CheckpointError
 
 
 class ContainerAllocation(BaseModel):

@@ -10,8 +10,7 @@ new instances are created at the plan's explicit placements.
 
 from __future__ import annotations
 
-from gpumodel.mig import ProfileTable
-from simnode.engine import (
+from dgxnode.engine import (
     create_ci,
     create_gi,
     destroy_ci,
@@ -20,8 +19,9 @@ from simnode.engine import (
     reset,
     set_mig_mode,
 )
-from simnode.planning import GpuPlan
-from simnode.state import GpuState
+from dgxnode.planning import GpuPlan
+from dgxnode.state import GpuState
+from gpumodel.mig import ProfileTable
 
 
 def execute(plan: GpuPlan, gpu: GpuState, table: ProfileTable | None,

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dgxnode.errors import InstanceNotFoundError
 from gpumodel.migparted import GpuTarget
-from simnode.errors import InstanceNotFoundError
 
 ConfigState = Literal["pending", "rebooting", "success", "failed"]
 

@@ -21,6 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgxnode.agent.errors import AgentError
+from dgxnode.agent.kube import Kube
+from dgxnode.agent.kubelet import DeviceManager
+from dgxnode.agent.objects import node_object, node_status
+from dgxnode.errors import ApplyBlockedError, SimnodeError
+from dgxnode.node import SimNode
 from gpumodel.inventory import NodeInventory
 from gpumodel.labels import (
     INVENTORY_ANNOTATION,
@@ -31,12 +37,6 @@ from gpumodel.labels import (
     label_patch,
 )
 from gpumodel.migparted import MigPartedConfig, parse_mig_parted_config
-from simnode.agent.errors import AgentError
-from simnode.agent.kube import Kube
-from simnode.agent.kubelet import DeviceManager
-from simnode.agent.objects import node_object, node_status
-from simnode.errors import ApplyBlockedError, SimnodeError
-from simnode.node import SimNode
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dgxnode.agent.errors import AnnotationError
+from dgxnode.agent.workload import WORKLOAD, StepPredictor, WorkloadSpec
 from gpumodel.perf.errors import PerfError
 from gpumodel.perf.model import PerfRequest, predict
-from simnode.agent.errors import AnnotationError
-from simnode.agent.workload import WORKLOAD, StepPredictor, WorkloadSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MIG_PREFIX = "nvidia.com/mig-"

@@ -14,7 +14,7 @@ plans a diff instead, per GPU:
   names each allocation in the way;
 * MIG mode changes need an idle GPU and a GPU reset, and lose every instance.
 
-Plans are values; :mod:`simnode.applying` carries them out.
+Plans are values; :mod:`dgxnode.applying` carries them out.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from dgxnode.devices import device_profile, gi_device_uuid
+from dgxnode.state import GiState, GpuState
 from gpumodel.errors import MigConfigError, UnknownProfileError
 from gpumodel.mig import MigProfile, ProfileTable
 from gpumodel.migparted import GpuTarget
 from gpumodel.placement import driver_preference, overlaps
-from simnode.devices import device_profile, gi_device_uuid
-from simnode.state import GiState, GpuState
 
 
 class _Frozen(BaseModel):

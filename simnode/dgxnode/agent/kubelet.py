@@ -21,10 +21,10 @@ from typing import cast
 
 import grpc
 
+from dgxnode.agent.checkpoint import Checkpoint, ContainerAllocation
+from dgxnode.agent.errors import DeviceAllocationError
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from kubeletapi.v1beta1.constants import API_VERSION, HEALTHY, KUBELET_SOCKET_NAME
-from simnode.agent.checkpoint import Checkpoint, ContainerAllocation
-from simnode.agent.errors import DeviceAllocationError
 
 log = logging.getLogger(__name__)
 RPC_TIMEOUT_S = 10.0

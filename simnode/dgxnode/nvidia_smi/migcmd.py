@@ -12,6 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dgxnode.errors import InstanceNotFoundError, InUseError, MigModeError
+from dgxnode.node import SimNode
+from dgxnode.nvidia_smi.errors import INVALID_ARGUMENT, NOT_FOUND, OTHER, SmiError
+from dgxnode.nvidia_smi.tables import (
+    compute_instances_table,
+    gpu_instances_table,
+    profiles_table,
+)
 from gpumodel.errors import (
     InvalidPlacementError,
     NoFreePlacementError,
@@ -22,14 +30,6 @@ from gpumodel.errors import (
 )
 from gpumodel.mig import ProfileTable
 from gpumodel.placement import placements_text, remaining_capacity
-from simnode.errors import InstanceNotFoundError, InUseError, MigModeError
-from simnode.node import SimNode
-from simnode.nvidia_smi.errors import INVALID_ARGUMENT, NOT_FOUND, OTHER, SmiError
-from simnode.nvidia_smi.tables import (
-    compute_instances_table,
-    gpu_instances_table,
-    profiles_table,
-)
 
 COMMANDS = {
     "-lgip": "lgip", "--list-gpu-instance-profiles": "lgip",

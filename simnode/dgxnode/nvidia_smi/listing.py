@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from dgxnode.node import SimNode
+from dgxnode.nvidia_smi.errors import INVALID_ARGUMENT, SmiError
 from gpumodel.gpus import device
 from gpumodel.node import GpuHardware
 from gpumodel.software import compute_capability, driver_version
-from simnode.node import SimNode
-from simnode.nvidia_smi.errors import INVALID_ARGUMENT, SmiError
 
 TEMPERATURE_C = 32
 """GPU temperature at idle in a cooled DGX (``temperature.gpu``, the summary)."""

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from dgxnode.devices import MigDevice
+from dgxnode.node import SimNode
+from dgxnode.nvidia_smi.listing import IDLE_POWER_W, TEMPERATURE_C
 from gpumodel.gpus import device
 from gpumodel.software import cuda_version, driver_version
-from simnode.devices import MigDevice
-from simnode.node import SimNode
-from simnode.nvidia_smi.listing import IDLE_POWER_W, TEMPERATURE_C
 
 WIDTH = 89
 GPU_COLUMNS = (41, 22, 22)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from dgxnode.state import CiState, GiState, GpuState
 from gpumodel.ids import MigUUID, mig_uuid
 from gpumodel.mig import GpuInstanceProfile, ProfileTable
-from simnode.state import CiState, GiState, GpuState
 
 
 class MigDevice(BaseModel):

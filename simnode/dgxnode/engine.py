@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from dgxnode.errors import InstanceNotFoundError, InUseError, MigModeError
+from dgxnode.state import CiState, GiState, GpuState
 from gpumodel.errors import InvalidPlacementError, NoFreePlacementError, ProfileLimitError
 from gpumodel.mig import ProfileTable
 from gpumodel.placement import check_create, ci_starts
-from simnode.errors import InstanceNotFoundError, InUseError, MigModeError
-from simnode.state import CiState, GiState, GpuState
 
 
 def _require_mig(gpu: GpuState, profile: str, action: str) -> None:

@@ -76,8 +76,21 @@ def pins() -> dict[str, ToolPin]:
     return table
 
 
+def _in_checkout() -> bool:
+    """True when this module runs from a source checkout (an editable install)."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "simnode").is_dir()
+
+
 def tools_dir() -> Path:
-    return Path(os.environ.get("DGXSIM_TOOLS_DIR", REPO_ROOT / ".tools"))
+    """``DGXSIM_TOOLS_DIR``; else ``.tools`` of the checkout; else, from an installed
+    wheel, a per-user data folder (``$XDG_DATA_HOME/dgxsim/tools``)."""
+    explicit = os.environ.get("DGXSIM_TOOLS_DIR")
+    if explicit:
+        return Path(explicit)
+    if _in_checkout():
+        return REPO_ROOT / ".tools"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "dgxsim" / "tools"
 
 
 def bin_dir() -> Path:

@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from simnode.errors import GpuBusyError, StateError
-from simnode.node import SimNode
-from simnode.nvidia_smi import migcmd
-from simnode.nvidia_smi.errors import INVALID_ARGUMENT, NOT_FOUND, OTHER, SmiError
-from simnode.nvidia_smi.listing import list_gpus, query_gpu, topo_matrix
-from simnode.nvidia_smi.summary import summary
-from simnode.store import NodeStore
+from dgxnode.errors import GpuBusyError, StateError
+from dgxnode.node import SimNode
+from dgxnode.nvidia_smi import migcmd
+from dgxnode.nvidia_smi.errors import INVALID_ARGUMENT, NOT_FOUND, OTHER, SmiError
+from dgxnode.nvidia_smi.listing import list_gpus, query_gpu, topo_matrix
+from dgxnode.nvidia_smi.summary import summary
+from dgxnode.store import NodeStore
 
 STATE_DIR_ENV = "DGXSIM_STATE_DIR"
 DRIVER_NOT_LOADED = 9

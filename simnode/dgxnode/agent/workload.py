@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simnode.agent.errors import AnnotationError
+from dgxnode.agent.errors import AnnotationError
 
 DURATION = "dgxsim.io/duration"
 WORKLOAD = "dgxsim.io/workload"

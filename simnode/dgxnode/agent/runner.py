@@ -1,7 +1,7 @@
 """The node agent: one asyncio process that plays the kubelet for many simulated nodes.
 
-It starts a :class:`~simnode.agent.nodes.NodeController` per node (Node object,
-Lease, labels, MIG label protocol) and one :class:`~simnode.agent.pods.PodController`
+It starts a :class:`~dgxnode.agent.nodes.NodeController` per node (Node object,
+Lease, labels, MIG label protocol) and one :class:`~dgxnode.agent.pods.PodController`
 for all of them, then follows two watches, as KWOK does: pods bound to any
 node (filtered to its own) and its own Node objects. A watch that ends or
 fails is listed again and resumed; nothing is missed because each restart
@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgxnode.agent.kube import Kube
+from dgxnode.agent.nodes import NodeController
+from dgxnode.agent.pods import NodePods, PodController
 from kubewire import ApiException, read_json
-from simnode.agent.kube import Kube
-from simnode.agent.nodes import NodeController
-from simnode.agent.pods import NodePods, PodController
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

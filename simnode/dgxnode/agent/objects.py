@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dgxnode.agent.kube import now_rfc3339
 from gpumodel.node import NodeHardware
-from simnode.agent.kube import now_rfc3339
 
 JSON = dict[str, Any]
 KUBELET_VERSION = "v1.36.3"

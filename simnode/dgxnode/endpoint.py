@@ -25,11 +25,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dgxnode.agent.errors import AnnotationError
+from dgxnode.agent.workload import StepPredictor, WorkloadSpec
+from dgxnode.errors import SimnodeError
+from dgxnode.node import SimNode
 from gpumodel.inventory import InventoryDevice
-from simnode.agent.errors import AnnotationError
-from simnode.agent.workload import StepPredictor, WorkloadSpec
-from simnode.errors import SimnodeError
-from simnode.node import SimNode
 
 
 class PredictRequest(BaseModel):
