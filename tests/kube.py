@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpumodel.inventory import NodeInventory
-from gpumodel.labels import INVENTORY_ANNOTATION
+from gpumodel.vocabulary import INVENTORY_ANNOTATION
 from localkube import ControlPlane, ControlPlaneState
 from localkube.toolchain import bin_dir
 

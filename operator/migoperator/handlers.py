@@ -13,10 +13,10 @@ from typing import Any
 
 import kopf
 
+from gpumodel.vocabulary import JOB_LABEL
 from migoperator.apply.wiring import Operator
 from migoperator.errors import InvalidJobError, NotReadyError
 from migoperator.models import GROUP, PLURAL, VERSION
-from migoperator.planning.views import JOB_LABEL
 from migoperator.settings import OperatorSettings
 
 PREFIX = "dgxsim.io"

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gpumodel.vocabulary import GPU_RESOURCE, mig_resource
+
 GROUP = "dgxsim.io"
 VERSION = "v1"
 KIND = "DGXJob"
@@ -74,8 +76,8 @@ class DGXJobSpec(_Model):
     def resource(self) -> str:
         """The extended resource each replica asks for."""
         if self.mig_profile is not None:
-            return f"nvidia.com/mig-{self.mig_profile}"
-        return "nvidia.com/gpu"
+            return mig_resource(self.mig_profile)
+        return GPU_RESOURCE
 
     @property
     def per_replica(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpumodel.labels import LEAF_SWITCH
+from gpumodel.vocabulary import LEAF_SWITCH, SYSTEM_NAMESPACE
 
 ENV_PREFIX = "DGXSIM_OPERATOR_"
 
@@ -28,7 +28,7 @@ class _Group(BaseModel):
 class KubeSettings(_Group):
     kubeconfig: Path | None = None
     """Kubeconfig to use; None means the in-cluster service account."""
-    namespace: str = "dgxsim-system"
+    namespace: str = SYSTEM_NAMESPACE
     """Namespace of the operator's own objects (the mig-parted ConfigMap)."""
     install_crd: bool = True
     """Create or update the DGXJob CRD at startup (the chart also ships it)."""

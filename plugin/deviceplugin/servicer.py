@@ -18,6 +18,7 @@ import grpc
 from deviceplugin.allocator import preferred
 from deviceplugin.errors import AllocationError
 from gpumodel.inventory import InventoryDevice
+from gpumodel.vocabulary import GPU_RESOURCE, MIG_RESOURCE_PREFIX
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from kubeletapi.v1beta1.constants import HEALTHY, UNHEALTHY
 
@@ -149,7 +150,7 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
         sick = [d.id for d in devices if d.health != HEALTHY]
         if sick:
             raise AllocationError(f"device(s) {', '.join(sick)} are unhealthy")
-        if self.state.resource.startswith("nvidia.com/mig-") and len(devices) > 1:
+        if self.state.resource.startswith(MIG_RESOURCE_PREFIX) and len(devices) > 1:
             raise AllocationError(
                 f"request for {len(devices)} MIG devices: one MIG device per container "
                 "per resource is supported")
@@ -170,6 +171,6 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
             mounts.append(api_pb2.Mount(container_path=CONTAINER_NVIDIA_SMI,
                                         host_path=self.context.nvidia_smi_host_path,
                                         read_only=True))
-        cdi = [api_pb2.CDIDevice(name=f"nvidia.com/gpu={i}") for i in ids] \
+        cdi = [api_pb2.CDIDevice(name=f"{GPU_RESOURCE}={i}") for i in ids] \
             if self.context.cdi_enabled else []
         return api_pb2.ContainerAllocateResponse(envs=envs, mounts=mounts, cdi_devices=cdi)

@@ -12,19 +12,12 @@ Behaves as NVIDIA's device plugin:
 
 from __future__ import annotations
 
-from typing import Literal
-
 from deviceplugin.errors import StrategyError
 from gpumodel.inventory import InventoryDevice, NodeInventory
+from gpumodel.vocabulary import GPU_RESOURCE, MIG_STRATEGIES, MigStrategy, mig_resource
 
-Strategy = Literal["none", "single", "mixed"]
-STRATEGIES: tuple[Strategy, ...] = ("none", "single", "mixed")
-GPU_RESOURCE = "nvidia.com/gpu"
-MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
-
-
-def mig_resource(profile: str) -> str:
-    return f"{MIG_RESOURCE_PREFIX}{profile}"
+Strategy = MigStrategy
+STRATEGIES = MIG_STRATEGIES
 
 
 def resources(node: NodeInventory, strategy: Strategy

@@ -14,9 +14,8 @@ from dgxnode.agent.errors import AnnotationError
 from dgxnode.agent.workload import WORKLOAD, StepPredictor, WorkloadSpec
 from gpumodel.perf.errors import PerfError
 from gpumodel.perf.model import PerfRequest, predict
-
-GPU_RESOURCE = "nvidia.com/gpu"
-MIG_PREFIX = "nvidia.com/mig-"
+from gpumodel.vocabulary import GPU_RESOURCE
+from gpumodel.vocabulary import MIG_RESOURCE_PREFIX as MIG_PREFIX
 
 
 def request_for(spec: WorkloadSpec, devices: Mapping[str, tuple[str, ...]], gpu_device: str

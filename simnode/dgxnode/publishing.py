@@ -16,6 +16,7 @@ from gpumodel.ids import DeviceID
 from gpumodel.inventory import GpuSummary, InventoryDevice, MigPlacement, NodeInventory
 from gpumodel.mig import ProfileTable
 from gpumodel.node import GpuHardware, NodeHardware
+from gpumodel.vocabulary import GPU_RESOURCE, mig_resource
 
 
 def _mode(enabled: bool) -> Literal["Enabled", "Disabled"]:
@@ -44,7 +45,7 @@ def build_inventory(hardware: NodeHardware, table: ProfileTable | None,
 
 def _gpu_device(hw: GpuHardware, gpu: GpuState, state: NodeState) -> InventoryDevice:
     return InventoryDevice(
-        id=DeviceID(hw.uuid), kind="gpu", resource="nvidia.com/gpu", gpu_index=hw.index,
+        id=DeviceID(hw.uuid), kind="gpu", resource=GPU_RESOURCE, gpu_index=hw.index,
         gpu_uuid=hw.uuid, pci_bus_id=hw.pci_bus_id, pcie_switch=hw.pcie_switch,
         numa_node=hw.numa_node, memory_mib=hw.memory_mib, sms=hw.sms,
         health="Unhealthy" if hw.uuid in state.unhealthy else "Healthy",
@@ -62,7 +63,7 @@ def _mig_entries(node: str, hw: GpuHardware, table: ProfileTable, gpu: GpuState,
             compute_slices=dev.ci.slices)
         unhealthy = dev.uuid in state.unhealthy or hw.uuid in state.unhealthy
         entries.append(InventoryDevice(
-            id=DeviceID(dev.uuid), kind="mig", resource=f"nvidia.com/mig-{dev.profile}",
+            id=DeviceID(dev.uuid), kind="mig", resource=mig_resource(str(dev.profile)),
             profile=dev.profile, gpu_index=hw.index, gpu_uuid=hw.uuid,
             pci_bus_id=hw.pci_bus_id, pcie_switch=hw.pcie_switch, numa_node=hw.numa_node,
             memory_mib=dev.gi_spec.memory_mib, sms=dev.sms, mig=placement,

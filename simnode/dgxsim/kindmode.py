@@ -29,8 +29,8 @@ from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
 from dgxsim.kubeletless import feed_from, refresh_from_disk
-from gpumodel.labels import MigStrategy
 from gpumodel.systems import system
+from gpumodel.vocabulary import SYSTEM_NAMESPACE, MigStrategy
 
 log = logging.getLogger(__name__)
 CONTAINER_RUN_DIR = "/run/dgxsim"
@@ -46,6 +46,8 @@ class NodeRunOptions:
     plugin_dir: Path
     time_scale: float = 1.0
     kubeconfig: Path | None = None
+    namespace: str = SYSTEM_NAMESPACE
+    """Where the mig-parted ConfigMap is: the chart's release namespace."""
 
 
 def allocate_context(options: NodeRunOptions) -> AllocateContext:
@@ -71,7 +73,8 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     endpoint = NodeEndpoint({sim.name: sim}, predictor_for(system(options.kind).gpu),
                             options.time_scale)
     kube = await Kube.from_kubeconfig(options.kubeconfig)
-    agent = NodeAgent.beside_kubelet(kube, NodeController(kube, sim, None, options.strategy))
+    agent = NodeAgent.beside_kubelet(kube, NodeController(
+        kube, sim, None, options.strategy, config_namespace=options.namespace))
     tasks = []
     try:
         await endpoint.serve(options.state_dir / "run" / "node.sock")

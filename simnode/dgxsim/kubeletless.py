@@ -37,9 +37,10 @@ from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
-from gpumodel.labels import LEAF_SWITCH, MigStrategy, leaf_switch
+from gpumodel.labels import leaf_switch
 from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system
+from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, LEAF_SWITCH, MigStrategy
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class AgentOptions:
     kubeconfig: Path
     nodes: int
     kind: str = DEFAULT_NODE_KIND
-    strategy: MigStrategy = "mixed"
+    strategy: MigStrategy = DEFAULT_MIG_STRATEGY
     mig_config: str | None = None
     time_scale: float = 1.0
     name_prefix: str = "dgx"

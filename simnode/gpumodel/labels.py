@@ -10,24 +10,21 @@ apply map to ``None`` so a merge patch removes them.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from gpumodel.errors import UnknownProfileError
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
 from gpumodel.mig import MigProfile, profile_table
 from gpumodel.software import CUDA_VERSION, DRIVER_VERSION, compute_capability
+from gpumodel.vocabulary import (
+    MIG_CONFIG,
+    MIG_CONFIG_STATE,
+    MIG_STRATEGY,
+    NVIDIA_PREFIX,
+    MigStrategy,
+    mig_resource,
+)
 
-MigStrategy = Literal["none", "single", "mixed"]
-
-PREFIX = "nvidia.com/"
-MIG_CONFIG = "nvidia.com/mig.config"
-MIG_CONFIG_STATE = "nvidia.com/mig.config.state"
-MIG_STRATEGY = "nvidia.com/mig.strategy"
-MIG_POLICY = "dgxsim.io/mig-policy"
-INVENTORY_ANNOTATION = "dgxsim.io/inventory"
-LEAF_SWITCH = "dgxsim.io/leaf-switch"
-"""Node label naming the leaf switches of the node's compute fabric (its scalable unit)."""
+PREFIX = NVIDIA_PREFIX
 
 
 def leaf_switch(nodes_per_leaf: int | None, node_index: int) -> str | None:
@@ -88,7 +85,7 @@ def _mig_profile_labels(inventory: NodeInventory, gpu_device: str) -> dict[str, 
             counts[str(d.profile)] = counts.get(str(d.profile), 0) + 1
     for name, count in sorted(counts.items()):
         sample = next(d for d in inventory.devices if d.profile == name)
-        key = f"nvidia.com/mig-{name}"
+        key = mig_resource(name)
         labels[f"{key}.count"] = str(count)
         labels[f"{key}.memory"] = str(sample.memory_mib)
         labels[f"{key}.multiprocessors"] = str(sample.sms)

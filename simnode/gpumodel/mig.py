@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gpumodel.errors import ProfileParseError, UnknownProfileError
 from gpumodel.gpus import device
+from gpumodel.vocabulary import mig_resource
 
 Family = Literal["40gb", "80gb"]
 KNOWN_ATTRIBUTES = ("me",)
@@ -144,7 +145,7 @@ class GpuInstanceProfile(_Frozen):
     @property
     def resource_name(self) -> str:
         """The extended resource of NVIDIA's mixed strategy: ``nvidia.com/mig-3g.20gb``."""
-        return f"nvidia.com/mig-{self.name}"
+        return mig_resource(self.name)
 
     @property
     def memory_gib(self) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 from kube import Cluster, stop_process, unique_name, wait_for
 
 from dgxnode.node import SimNode
-from gpumodel.labels import INVENTORY_ANNOTATION
+from gpumodel.vocabulary import INVENTORY_ANNOTATION
 
 TIMEOUT_S = 90.0
 __all__ = ["OperatorProcess", "dgxjob", "fake_node", "job_pods", "job_status", "unique_name",

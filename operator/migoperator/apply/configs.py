@@ -19,12 +19,13 @@ import yaml
 
 from gpumodel.errors import MigConfigError
 from gpumodel.migparted import MigPartedConfig, default_mig_configs, parse_mig_parted_config
+from gpumodel.vocabulary import MIG_CONFIGMAP_KEY, MIG_CONFIGMAP_NAME
 from migoperator.apply.kube import Kube
 from migoperator.errors import ConflictError, KubeError, NotReadyError
 from migoperator.planning.mig_planner import CONFIG_PREFIX
 
-CONFIG_MAP = "dgxsim-mig-configs"
-CONFIG_KEY = "config.yaml"
+CONFIG_MAP = MIG_CONFIGMAP_NAME
+CONFIG_KEY = MIG_CONFIGMAP_KEY
 HEADER = ("# mig-parted configs (NVIDIA's format) that nodes apply when labelled\n"
           "# nvidia.com/mig.config=<name>. Installed by the dgxsim operator with the\n"
           "# default configs; dgxsim-dynamic-* entries are written by its dynamic partitioner.\n")

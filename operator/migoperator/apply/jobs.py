@@ -42,6 +42,13 @@ from pydantic import ValidationError
 
 from gpumodel.errors import GpuModelError
 from gpumodel.mig import MigProfile, profile_table
+from gpumodel.vocabulary import (
+    DURATION_ANNOTATION,
+    JOB_LABEL,
+    QUEUE_LABEL,
+    REPLICA_LABEL,
+    WORKLOAD_ANNOTATION,
+)
 from migoperator.apply.kube import Kube, now_rfc3339
 from migoperator.errors import InvalidJobError, KubeError, NotReadyError
 from migoperator.metrics import Metrics
@@ -63,7 +70,6 @@ from migoperator.planning.job_placer import (
 )
 from migoperator.planning.prediction import Estimate, estimate, human
 from migoperator.planning.views import (
-    JOB_LABEL,
     group_pods_by_node,
     job_admitted,
     job_phase,
@@ -74,8 +80,6 @@ from migoperator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
-REPLICA_LABEL = "dgxsim.io/replica"
-QUEUE_LABEL = "dgxsim.io/queue"
 MIG_GPU_KINDS = ("a100-40gb", "a100-80gb")
 DEFAULT_GPU = "a100-40gb"
 TERMINAL = ("Succeeded", "Failed")
@@ -112,8 +116,8 @@ def pod_body(job: JSON, spec: DGXJobSpec, placed: ReplicaPlacement, seconds: flo
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": placed.pod, "namespace": meta["namespace"], "labels": labels,
-            "annotations": {"dgxsim.io/duration": f"{seconds:.3f}",
-                            "dgxsim.io/workload": json.dumps(workload, sort_keys=True)},
+            "annotations": {DURATION_ANNOTATION: f"{seconds:.3f}",
+                            WORKLOAD_ANNOTATION: json.dumps(workload, sort_keys=True)},
             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
                                  "name": meta["name"], "uid": meta["uid"], "controller": True,
                                  "blockOwnerDeletion": True}],

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpumodel.labels import MIG_CONFIG, MIG_CONFIG_STATE
+from gpumodel.vocabulary import MIG_CONFIG, MIG_CONFIG_STATE
 from migoperator.apply.configs import put_dynamic_config
 from migoperator.apply.kube import Kube
 from migoperator.errors import KubeError, NotReadyError

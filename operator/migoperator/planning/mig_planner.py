@@ -42,9 +42,10 @@ from pydantic import BaseModel, ConfigDict
 
 from gpumodel.errors import GpuModelError
 from gpumodel.mig import ProfileTable
+from gpumodel.vocabulary import GPU_RESOURCE
 from migoperator.planning.packing import pack_fewest
 from migoperator.planning.slices import Instance, counts, free_slices, place_all
-from migoperator.planning.views import GPU_RESOURCE, GpuView, NodeView, Request
+from migoperator.planning.views import GpuView, NodeView, Request
 
 CONFIG_PREFIX = "dgxsim-dynamic-"
 

@@ -23,18 +23,22 @@ from pydantic import ValidationError
 
 from gpumodel.errors import GpuModelError
 from gpumodel.inventory import NodeInventory
-from gpumodel.labels import INVENTORY_ANNOTATION, MIG_CONFIG, MIG_CONFIG_STATE, MIG_POLICY
 from gpumodel.mig import ProfileTable, profile_table
 from gpumodel.systems import system
+from gpumodel.vocabulary import (
+    INVENTORY_ANNOTATION,
+    JOB_LABEL,
+    MIG_CONFIG,
+    MIG_CONFIG_STATE,
+    MIG_POLICY,
+)
+from gpumodel.vocabulary import MIG_RESOURCE_PREFIX as MIG_PREFIX
 from migoperator.models import DGXJobSpec
 from migoperator.planning.slices import Instance
 
 JSON = dict[str, Any]
-GPU_RESOURCE = "nvidia.com/gpu"
-MIG_PREFIX = "nvidia.com/mig-"
 DEVICE_PREFIX = "nvidia.com/"
 TERMINAL = ("Succeeded", "Failed")
-JOB_LABEL = "dgxsim.io/job"
 
 
 @dataclass(frozen=True, slots=True)

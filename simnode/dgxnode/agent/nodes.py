@@ -28,15 +28,17 @@ from dgxnode.agent.objects import node_object, node_status
 from dgxnode.errors import ApplyBlockedError, SimnodeError
 from dgxnode.node import SimNode
 from gpumodel.inventory import NodeInventory
-from gpumodel.labels import (
+from gpumodel.labels import gfd_labels, label_patch
+from gpumodel.migparted import MigPartedConfig, parse_mig_parted_config
+from gpumodel.vocabulary import (
     INVENTORY_ANNOTATION,
     MIG_CONFIG,
     MIG_CONFIG_STATE,
+    MIG_CONFIGMAP_KEY,
+    MIG_CONFIGMAP_NAME,
+    SYSTEM_NAMESPACE,
     MigStrategy,
-    gfd_labels,
-    label_patch,
 )
-from gpumodel.migparted import MigPartedConfig, parse_mig_parted_config
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -46,9 +48,6 @@ STATUS_HEARTBEAT_S = 60.0
 DEBOUNCE_S = 0.1
 """Changes within this time go out as one Node update: a burst of pod admissions
 rewrites the inventory annotation once, not once per pod."""
-CONFIG_NAMESPACE = "dgxsim-system"
-CONFIG_MAP = "dgxsim-mig-configs"
-CONFIG_KEY = "config.yaml"
 READVERTISE_TIMEOUT_S = 10.0
 READVERTISE_POLL_S = 0.02
 
@@ -75,6 +74,8 @@ class NodeController:
     """Set where the plugins' strategy is known: a MIG change then reaches ``success``
     only once the device manager holds the re-advertised devices, so capacity and
     allocatable are current when the label says the layout is in place."""
+    config_namespace: str = SYSTEM_NAMESPACE
+    """Namespace of the mig-parted ConfigMap (an installed chart's release namespace)."""
     uid: str | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _sent_status: JSON | None = None
@@ -259,10 +260,11 @@ class NodeController:
 
     async def _load_configs(self) -> MigPartedConfig | None:
         """The mig-parted ConfigMap if it exists (parse errors raise), else the defaults."""
-        cm = await self.kube.read_configmap(CONFIG_NAMESPACE, CONFIG_MAP)
+        where = f"ConfigMap {self.config_namespace}/{MIG_CONFIGMAP_NAME}"
+        cm = await self.kube.read_configmap(self.config_namespace, MIG_CONFIGMAP_NAME)
         if cm is None:
             return None
-        text = (cm.get("data") or {}).get(CONFIG_KEY)
+        text = (cm.get("data") or {}).get(MIG_CONFIGMAP_KEY)
         if text is None:
-            raise ValueError(f"ConfigMap {CONFIG_NAMESPACE}/{CONFIG_MAP} has no {CONFIG_KEY}")
-        return parse_mig_parted_config(text, f"ConfigMap {CONFIG_NAMESPACE}/{CONFIG_MAP}")
+            raise ValueError(f"{where} has no {MIG_CONFIGMAP_KEY}")
+        return parse_mig_parted_config(text, where)

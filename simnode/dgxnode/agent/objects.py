@@ -11,6 +11,7 @@ from typing import Any
 
 from dgxnode.agent.kube import now_rfc3339
 from gpumodel.node import NodeHardware
+from gpumodel.vocabulary import NODE_LABEL
 
 JSON = dict[str, Any]
 KUBELET_VERSION = "v1.36.3"
@@ -41,7 +42,7 @@ def node_object(hardware: NodeHardware, labels: dict[str, str], annotations: dic
                 "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
                 "beta.kubernetes.io/arch": "amd64",
                 "node.kubernetes.io/instance-type": hardware.kind,
-                "dgxsim.io/node": "true", **labels,
+                NODE_LABEL: "true", **labels,
             },
             "annotations": {"node.alpha.kubernetes.io/ttl": "0", **annotations},
         },

@@ -29,6 +29,7 @@ from dgxnode.agent.objects import rejected_status, running_status, terminated_st
 from dgxnode.agent.workload import PREDICTED, StepPredictor, run_plan, shutdown_seconds
 from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
+from gpumodel.vocabulary import DEVICES_ANNOTATION, ENV_ANNOTATION_PREFIX
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -170,11 +171,11 @@ class PodController:
                         duration_s: float | None, reason: str) -> None:
         meta = pod["metadata"]
         listed = "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
-        annotations = {"dgxsim.io/devices": listed}
+        annotations = {DEVICES_ANNOTATION: listed}
         node = self.nodes[pod["spec"]["nodeName"]]
         for container, per_resource in node.devices.checkpoint.pod(meta["uid"]).items():
             visible = [a.envs.get("NVIDIA_VISIBLE_DEVICES", "") for a in per_resource.values()]
-            annotations[f"dgxsim.io/env.{container}.NVIDIA_VISIBLE_DEVICES"] = ",".join(
+            annotations[f"{ENV_ANNOTATION_PREFIX}{container}.NVIDIA_VISIBLE_DEVICES"] = ",".join(
                 v for v in visible if v)
         patch: JSON = {"metadata": {"annotations": annotations}}
         if duration_s is not None:

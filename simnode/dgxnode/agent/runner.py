@@ -20,13 +20,14 @@ from typing import Any
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.pods import NodePods, PodController
+from gpumodel.vocabulary import NODE_LABEL
 from kubewire import ApiException, read_json
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 RETRY_S = 1.0
 POD_SELECTOR = "spec.nodeName!="
-NODE_SELECTOR = "dgxsim.io/node=true"
+NODE_SELECTOR = f"{NODE_LABEL}=true"
 
 
 @dataclass

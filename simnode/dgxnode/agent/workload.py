@@ -22,11 +22,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dgxnode.agent.errors import AnnotationError
+from gpumodel.vocabulary import (
+    DURATION_ANNOTATION,
+    PREDICTED_DURATION_ANNOTATION,
+    SHUTDOWN_ANNOTATION,
+    WORKLOAD_ANNOTATION,
+)
 
-DURATION = "dgxsim.io/duration"
-WORKLOAD = "dgxsim.io/workload"
-PREDICTED = "dgxsim.io/predicted-duration-s"
-SHUTDOWN = "dgxsim.io/shutdown-seconds"
+DURATION = DURATION_ANNOTATION
+WORKLOAD = WORKLOAD_ANNOTATION
+PREDICTED = PREDICTED_DURATION_ANNOTATION
+SHUTDOWN = SHUTDOWN_ANNOTATION
 _PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 

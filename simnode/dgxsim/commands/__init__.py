@@ -24,6 +24,24 @@ def default_state_dir() -> Path:
     return Path(base) / "dgxsim"
 
 
+def system_namespace() -> str:
+    """Where the MIG ConfigMap and the operator's objects live: ``$POD_NAMESPACE`` (an
+    installed chart's release namespace, from the downward API), else ``dgxsim-system``."""
+    from gpumodel.vocabulary import NAMESPACE_ENV, SYSTEM_NAMESPACE
+
+    return os.environ.get(NAMESPACE_ENV) or SYSTEM_NAMESPACE
+
+
+def add_namespace(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--namespace", default=None, metavar="NS",
+        help=f"namespace of {what} (default: $POD_NAMESPACE, else dgxsim-system)")
+
+
+def namespace_of(args: argparse.Namespace) -> str:
+    return str(args.namespace) if args.namespace else system_namespace()
+
+
 def add_state_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir", type=Path, default=None, metavar="DIR",

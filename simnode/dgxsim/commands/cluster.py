@@ -15,6 +15,7 @@ import httpx
 from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
 from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system_catalog
+from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, MIG_STRATEGIES
 from localkube import AlreadyRunningError, ControlPlane, ControlPlaneError
 from localkube.toolchain import bin_dir
 
@@ -78,7 +79,7 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     kinds = sorted(k for k in system_catalog() if k.startswith("dgx-a100"))
     parser.add_argument("--kind", choices=kinds, default=DEFAULT_NODE_KIND,
                         help=f"node kind (default {DEFAULT_NODE_KIND})")
-    parser.add_argument("--mig-strategy", choices=("none", "single", "mixed"), default="mixed",
+    parser.add_argument("--mig-strategy", choices=MIG_STRATEGIES, default=DEFAULT_MIG_STRATEGY,
                         help="how MIG devices are advertised, as NVIDIA's plugin does "
                              "(default mixed)")
     parser.add_argument("--mig-config", metavar="NAME", default=None,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
+from gpumodel.vocabulary import PREDICTED_DURATION_ANNOTATION
 from localkube import ControlPlane
 
 JSON = dict[str, Any]
@@ -66,7 +67,7 @@ def rows(dgxjobs: list[JSON], jobs: list[JSON], pods: list[JSON], scale: float
         mine = [p for p in pods if p["metadata"].get("labels", {}).get("job-name") == name]
         nodes = sorted({p["spec"].get("nodeName") or "-" for p in mine})
         predicted = [float(value) for p in mine if (value := p["metadata"].get(
-            "annotations", {}).get("dgxsim.io/predicted-duration-s")) is not None]
+            "annotations", {}).get(PREDICTED_DURATION_ANNOTATION)) is not None]
         status = job.get("status") or {}
         done = any(c["type"] == "Complete" and c["status"] == "True"
                    for c in status.get("conditions", []))

@@ -15,8 +15,15 @@ from typing import Any
 from dgxnode.errors import AllocationError, SimnodeError, StateError, StateExistsError
 from dgxnode.node import SimNode
 from dgxnode.store import NodeStore
-from dgxsim.commands import CommandError, add_state_dir, state_dir_of
+from dgxsim.commands import (
+    CommandError,
+    add_namespace,
+    add_state_dir,
+    namespace_of,
+    state_dir_of,
+)
 from gpumodel.node import DEFAULT_NODE_KIND, NODE_KINDS
+from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, MIG_STRATEGIES
 
 DEFAULT_NODE_NAME = "dgxsim-node-0"
 
@@ -61,12 +68,13 @@ def register(sub: Any) -> None:
     run.add_argument("--node-name", required=True, metavar="NAME",
                      help="the Kubernetes Node this runs on (downward API spec.nodeName)")
     run.add_argument("--kind", choices=NODE_KINDS, default=DEFAULT_NODE_KIND)
-    run.add_argument("--mig-strategy", choices=("none", "single", "mixed"), default="mixed")
+    run.add_argument("--mig-strategy", choices=MIG_STRATEGIES, default=DEFAULT_MIG_STRATEGY)
     run.add_argument("--device-plugin-dir", type=Path,
                      default=Path("/var/lib/kubelet/device-plugins"), metavar="DIR")
     run.add_argument("--time-scale", type=float, default=1.0, metavar="X")
     run.add_argument("--kubeconfig", type=Path, default=None,
                      help="default: the pod's in-cluster service account")
+    add_namespace(run, "the mig-parted ConfigMap")
     run.set_defaults(func=cmd_run)
 
 
@@ -82,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     asyncio.run(run_node(NodeRunOptions(
         node=args.node_name, state_dir=state_dir_of(args), kind=args.kind,
         strategy=args.mig_strategy, plugin_dir=args.device_plugin_dir,
-        time_scale=args.time_scale, kubeconfig=args.kubeconfig)))
+        time_scale=args.time_scale, kubeconfig=args.kubeconfig,
+        namespace=namespace_of(args))))
     return 0
 
 

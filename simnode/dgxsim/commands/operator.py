@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dgxsim.commands import CommandError
+from dgxsim.commands import CommandError, add_namespace, namespace_of
 
 
 def register(sub: Any) -> None:
@@ -24,8 +24,7 @@ def register(sub: Any) -> None:
         "operator", help="run the operator (dynamic MIG partitioning, DGXJob placement)")
     parser.add_argument("--kubeconfig", type=Path, default=None, metavar="PATH",
                         help="kubeconfig to use (default: the in-cluster service account)")
-    parser.add_argument("--namespace", default=None, metavar="NS",
-                        help="namespace of the mig-parted ConfigMap (default dgxsim-system)")
+    add_namespace(parser, "the mig-parted ConfigMap")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics on this port (0: any free port)")
     parser.add_argument("--liveness-port", type=int, default=None, metavar="PORT",
@@ -43,7 +42,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         raise CommandError(f"no kubeconfig at {args.kubeconfig}")
     try:
         settings = OperatorSettings.from_env(
-            kube={"kubeconfig": args.kubeconfig, "namespace": args.namespace},
+            kube={"kubeconfig": args.kubeconfig, "namespace": namespace_of(args)},
             metrics={"port": args.metrics_port, "liveness_port": args.liveness_port})
     except ValidationError as err:
         first = err.errors()[0]

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
 from gpumodel.inventory import InventoryDevice, NodeInventory
-from gpumodel.labels import INVENTORY_ANNOTATION, MIG_CONFIG, MIG_CONFIG_STATE
+from gpumodel.vocabulary import INVENTORY_ANNOTATION, MIG_CONFIG, MIG_CONFIG_STATE
 
 SLICES = 8
 CELL = 14

@@ -1,0 +1,92 @@
+"""Names that cross component boundaries, defined once.
+
+The device plugin, the node agent, the operator, the CLI and the chart meet
+through Kubernetes objects: resource names, labels, annotations and one
+ConfigMap. A second literal of any of these is a rename waiting to break a
+component silently, so every one of them lives here and everything imports it.
+NVIDIA's names (``nvidia.com/*``) are spelled as NVIDIA's device plugin,
+gpu-feature-discovery and mig-manager write them; dgxsim's own under
+``dgxsim.io/``.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+# ----------------------------------------------------------------- resources
+
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+"""Whole GPUs (and, under the single strategy, MIG devices)."""
+MIG_RESOURCE_PREFIX: Final = "nvidia.com/mig-"
+"""Per-profile MIG resources of the mixed strategy: ``nvidia.com/mig-1g.5gb``."""
+
+MigStrategy = Literal["none", "single", "mixed"]
+MIG_STRATEGIES: Final[tuple[MigStrategy, ...]] = ("none", "single", "mixed")
+DEFAULT_MIG_STRATEGY: Final[MigStrategy] = "mixed"
+
+
+def mig_resource(profile: str) -> str:
+    """The mixed strategy's resource for a MIG profile: ``nvidia.com/mig-<profile>``."""
+    return f"{MIG_RESOURCE_PREFIX}{profile}"
+
+
+def is_gpu_resource(name: str) -> bool:
+    """True for ``nvidia.com/gpu`` and every ``nvidia.com/mig-*`` resource."""
+    return name == GPU_RESOURCE or name.startswith(MIG_RESOURCE_PREFIX)
+
+
+# ----------------------------------------------------------------- labels (NVIDIA's)
+
+NVIDIA_PREFIX: Final = "nvidia.com/"
+MIG_CONFIG: Final = "nvidia.com/mig.config"
+MIG_CONFIG_STATE: Final = "nvidia.com/mig.config.state"
+MIG_STRATEGY: Final = "nvidia.com/mig.strategy"
+
+# ----------------------------------------------------------------- labels (dgxsim's)
+
+NODE_LABEL: Final = "dgxsim.io/node"
+"""On every Node a simulated DGX backs (value ``true``)."""
+DGX_NODE_LABEL: Final = "dgxsim.io/dgx-node"
+"""Selects the workers the chart's node DaemonSet runs on (kind mode)."""
+MIG_POLICY: Final = "dgxsim.io/mig-policy"
+"""``dynamic``: the operator partitions this node's GPUs on demand."""
+LEAF_SWITCH: Final = "dgxsim.io/leaf-switch"
+"""Names the leaf switches of the node's compute fabric (its scalable unit)."""
+
+# ----------------------------------------------------------------- annotations
+
+INVENTORY_ANNOTATION: Final = "dgxsim.io/inventory"
+"""On a Node: its NodeInventory as JSON."""
+DEVICES_ANNOTATION: Final = "dgxsim.io/devices"
+"""On a pod: the device IDs its node gave it, per resource, as JSON."""
+ENV_ANNOTATION_PREFIX: Final = "dgxsim.io/env."
+"""On a pod: ``dgxsim.io/env.<container>.<VAR>``, the env its devices brought."""
+DURATION_ANNOTATION: Final = "dgxsim.io/duration"
+"""On a pod: how long it runs, in simulated time (``90s``, ``2m``, ``1h30m``)."""
+WORKLOAD_ANNOTATION: Final = "dgxsim.io/workload"
+"""On a pod: a workload for the performance model to time on its devices."""
+PREDICTED_DURATION_ANNOTATION: Final = "dgxsim.io/predicted-duration-s"
+"""On a pod: the run time its node decided, in simulated seconds."""
+SHUTDOWN_ANNOTATION: Final = "dgxsim.io/shutdown-seconds"
+"""On a pod: how long it takes to stop after SIGTERM, in simulated seconds."""
+SIM_STARTED_ANNOTATION: Final = "dgxsim.io/sim-started-s"
+"""On a pod: when it started, on the cluster's simulated clock (seconds, ms precision)."""
+SIM_FINISHED_ANNOTATION: Final = "dgxsim.io/sim-finished-s"
+"""On a pod: when it finished, on the cluster's simulated clock (seconds, ms precision)."""
+JOB_LABEL: Final = "dgxsim.io/job"
+"""On a DGXJob's pods: the job's name."""
+REPLICA_LABEL: Final = "dgxsim.io/replica"
+"""On a DGXJob's pods: the replica's index."""
+QUEUE_LABEL: Final = "dgxsim.io/queue"
+"""On a DGXJob: the queue it is placed from."""
+
+# ----------------------------------------------------------------- the MIG ConfigMap
+
+MIG_CONFIGMAP_NAME: Final = "dgxsim-mig-configs"
+"""The mig-parted config the node reads named configs from (key ``config.yaml``)."""
+MIG_CONFIGMAP_KEY: Final = "config.yaml"
+SYSTEM_NAMESPACE: Final = "dgxsim-system"
+"""Where ``dgxsim up`` runs the operator and keeps the MIG ConfigMap. An installed
+chart uses its release namespace instead, passed to its pods as ``POD_NAMESPACE``."""
+NAMESPACE_ENV: Final = "POD_NAMESPACE"
+"""The environment variable (the downward API's pod namespace) that overrides it."""
