@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ from pydantic import ValidationError
 
 from dgxnode.errors import StateCorruptError, StateError, StateNotFoundError
 from dgxnode.state import NodeState
+from localkube.files import atomic_write_text
 
 STATE_FILE = "node.json"
 LOCK_FILE = ".node.lock"
@@ -60,23 +59,7 @@ class NodeStore:
 
     def save(self, state: NodeState) -> None:
         """Replace the file with ``state`` in one atomic step."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        text = state.model_dump_json(indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".node.", suffix=".tmp", dir=self.state_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n")
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -32,6 +32,7 @@ from dgxnode.agent.kube import Kube
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.runner import NodeAgent
+from dgxnode.clock import persistent_clock
 from dgxnode.endpoint import NodeEndpoint
 from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
@@ -160,8 +161,8 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     wirings = [wire_node(kube, options, name, sockets, index)
                for index, name in enumerate(node_names(options))]
     predictor = predictor_for(system(options.kind).gpu)
-    agent = NodeAgent.build(kube, [w.controller for w in wirings], options.time_scale,
-                            predictor)
+    clock = persistent_clock(options.state_dir, options.time_scale)
+    agent = NodeAgent.build(kube, [w.controller for w in wirings], clock, predictor)
     endpoint = NodeEndpoint({w.sim.name: w.sim for w in wirings}, predictor,
                             options.time_scale)
     try:

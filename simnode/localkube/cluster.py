@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from localkube import pki as pkimod
 from localkube.errors import ControlPlaneError
+from localkube.files import atomic_write_text
 from localkube.processes import (
     ProcessRecord,
     free_port,
@@ -110,10 +111,7 @@ def write_kubeconfig(path: Path, server: str, pki: pkimod.Pki, who: pkimod.Clien
         "contexts": [{"name": context, "context": {"cluster": context, "user": who.user}}],
         "current-context": context,
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False), mode=0o600)
 
 
 class ControlPlane:
@@ -154,9 +152,7 @@ class ControlPlane:
             raise ControlPlaneError(f"{path} is unreadable ({err}); inspect or remove it") from err
 
     def _save_state(self, state: ControlPlaneState) -> None:
-        tmp = self._state_path().with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
-        os.replace(tmp, self._state_path())
+        atomic_write_text(self._state_path(), state.model_dump_json(indent=2))
 
     def running(self) -> ControlPlaneState | None:
         """The recorded control plane if any of its processes still runs."""

@@ -3,19 +3,22 @@
 The node agent records every allocation before it starts a container and
 drops it when the pod ends or goes away. The file is rewritten atomically
 (write to a temporary file, fsync, rename), so a restart finds either the old
-or the new state and never a torn one. A file that cannot be parsed is an
+or the new state and never a torn one; the write runs in a worker thread, so
+the fsync never stalls the event loop that serves every node, and the caller
+awaits it before the container may start. A file that cannot be parsed is an
 error, never an empty node: starting empty would hand held devices out twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dgxnode.agent.errors import CheckpointError
+from localkube.files import atomic_write_text
 
 
 class ContainerAllocation(BaseModel):
@@ -55,14 +58,10 @@ class Checkpoint:
                 f"device checkpoint {self.path} is unreadable ({type(err).__name__}); "
                 "it was left in place: inspect or remove it") from err
 
-    def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(self._doc.model_dump_json(indent=1))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+    async def _save(self) -> None:
+        # Serialised on the loop (a snapshot), written in a thread.
+        text = self._doc.model_dump_json(indent=1)
+        await asyncio.to_thread(atomic_write_text, self.path, text)
 
     def get(self, pod_uid: str, container: str, resource: str) -> ContainerAllocation | None:
         return self._doc.pods.get(pod_uid, {}).get(container, {}).get(resource)
@@ -86,15 +85,17 @@ class Checkpoint:
                 for per_resource in containers.values()
                 for alloc in per_resource.values() for device in alloc.device_ids}
 
-    def record(self, pod_uid: str, container: str, allocation: ContainerAllocation) -> None:
+    async def record(self, pod_uid: str, container: str, allocation: ContainerAllocation
+                     ) -> None:
+        """Add an allocation and persist it; the caller serialises record and release."""
         taken = self.holders()
         clash = [d for d in allocation.device_ids if d in taken and taken[d] != pod_uid]
         if clash:
             raise CheckpointError(f"devices {clash} are already held by another pod")
         per_container = self._doc.pods.setdefault(pod_uid, {}).setdefault(container, {})
         per_container[allocation.resource] = allocation
-        self._save()
+        await self._save()
 
-    def release(self, pod_uid: str) -> None:
+    async def release(self, pod_uid: str) -> None:
         if self._doc.pods.pop(pod_uid, None) is not None:
-            self._save()
+            await self._save()

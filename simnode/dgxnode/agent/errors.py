@@ -15,3 +15,12 @@ class CheckpointError(AgentError):
 
 class AnnotationError(AgentError):
     """A ``dgxsim.io/*`` annotation on a pod is malformed."""
+
+
+class PodRejectedError(AgentError):
+    """A pod cannot run; ``reason`` is what the kubelet would write for it
+    (``UnexpectedAdmissionError`` for devices that could not be allocated)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

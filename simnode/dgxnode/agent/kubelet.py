@@ -180,16 +180,25 @@ class DeviceManager:
             if len(free) < count:
                 raise DeviceAllocationError(
                     f"{self.node}: {resource}: {count} requested, {len(free)} free")
-            chosen = await self._choose(endpoint, free, count)
-            response = await endpoint.stub.Allocate(api_pb2.AllocateRequest(
-                container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=chosen)]),
-                timeout=RPC_TIMEOUT_S)
+            try:
+                chosen = await self._choose(endpoint, free, count)
+                response = await endpoint.stub.Allocate(api_pb2.AllocateRequest(
+                    container_requests=[api_pb2.ContainerAllocateRequest(devices_ids=chosen)]),
+                    timeout=RPC_TIMEOUT_S)
+            except grpc.aio.AioRpcError as err:
+                raise DeviceAllocationError(
+                    f"{self.node}: {resource}: the device plugin answered "
+                    f"{err.code().name}: {err.details()}") from err
+            if len(response.container_responses) != 1:
+                raise DeviceAllocationError(
+                    f"{self.node}: {resource}: the device plugin answered "
+                    f"{len(response.container_responses)} container responses for one")
             reply = response.container_responses[0]
             allocation = ContainerAllocation(
                 resource=resource, device_ids=tuple(chosen), envs=dict(reply.envs),
                 mounts=tuple((m.container_path, m.host_path) for m in reply.mounts),
                 cdi_devices=tuple(c.name for c in reply.cdi_devices))
-            self.checkpoint.record(pod_uid, container, allocation)
+            await self.checkpoint.record(pod_uid, container, allocation)
             return allocation
 
     async def _choose(self, endpoint: PluginEndpoint, free: list[str], count: int) -> list[str]:
@@ -210,4 +219,4 @@ class DeviceManager:
 
     async def release(self, pod_uid: str) -> None:
         async with self._lock:
-            self.checkpoint.release(pod_uid)
+            await self.checkpoint.release(pod_uid)

@@ -4,36 +4,64 @@ For each pod bound to one of its nodes the agent admits it (devices through
 the device manager, exactly the kubelet's GetPreferredAllocation + Allocate),
 records the devices as in use on the node (so MIG reconfiguration never
 destroys them), marks it Running, and after the run time from its annotations
-(divided by the cluster's time scale) marks its containers terminated with
-exit code 0. Devices are freed when the pod ends or is deleted. A pod being
-deleted gets its shutdown time (capped by its grace period) and is then
-removed, as the kubelet removes it. Restarting the agent resumes running pods
-where they were: their devices come back from the checkpoint and their clocks
-from the pod's start time.
+(in simulated seconds, on the agent's :class:`~dgxnode.clock.Clock`) marks its
+containers terminated with exit code 0. Start and finish are recorded on the
+pod in simulated seconds (``dgxsim.io/sim-started-s``, ``-finished-s``), so a
+run time reads back exactly at any time scale. Devices are freed when the pod
+ends or is deleted. A pod being deleted gets its shutdown time (capped by its
+grace period) and is then removed, as the kubelet removes it. Restarting the
+agent resumes running pods where they were: their devices come back from the
+checkpoint and their clocks from the recorded start.
+
+Every failure is confined to its pod and ends in a visible state: a pod that
+cannot be admitted (no devices, a plugin's error, a checkpoint that cannot be
+written, a malformed annotation) is Failed with the kubelet's reason
+(``UnexpectedAdmissionError``) or ``InvalidWorkload``, with an event, and its
+devices are released; API calls that fail for a moment are retried first.
+The agent goes on serving every other pod.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from dgxnode.agent.errors import AgentError, AnnotationError, DeviceAllocationError
+from dgxnode.agent.errors import (
+    AgentError,
+    AnnotationError,
+    DeviceAllocationError,
+    PodRejectedError,
+)
 from dgxnode.agent.kube import Kube, now_rfc3339
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.objects import rejected_status, running_status, terminated_status
-from dgxnode.agent.workload import PREDICTED, StepPredictor, run_plan, shutdown_seconds
+from dgxnode.agent.workload import PREDICTED, RunPlan, StepPredictor, run_plan, shutdown_seconds
+from dgxnode.clock import Clock, RealtimeClock
 from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
-from gpumodel.vocabulary import DEVICES_ANNOTATION, ENV_ANNOTATION_PREFIX
+from gpumodel.vocabulary import (
+    DEVICES_ANNOTATION,
+    ENV_ANNOTATION_PREFIX,
+    SIM_FINISHED_ANNOTATION,
+    SIM_STARTED_ANNOTATION,
+)
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
+T = TypeVar("T")
 DEVICE_PREFIX = "nvidia.com/"
+ADMISSION_ERROR = "UnexpectedAdmissionError"
+"""The kubelet's reason for a pod whose devices could not be allocated."""
+INVALID_WORKLOAD = "InvalidWorkload"
+AGENT_ERROR = "NodeAgentError"
+"""A pod the node could not start or finish because an API call kept failing."""
+API_ATTEMPTS = 4
+API_RETRY_S = 0.25
 
 
 def device_requests(pod: JSON) -> dict[str, dict[str, int]]:
@@ -54,6 +82,35 @@ def _parse_time(text: str | None) -> float | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
+def _sim_seconds(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _transient(err: BaseException) -> bool:
+    """An API failure worth retrying: no answer, throttled, or a server error."""
+    if isinstance(err, OSError | asyncio.TimeoutError):
+        return True
+    status = getattr(err, "status", None)
+    return status in (None, 0, 429) or (isinstance(status, int) and status >= 500)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Stop a pod's task; whatever it raised stays with it (it reported its own end)."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("pod task %s failed while being stopped", task.get_name())
+
+
 @dataclass
 class NodePods:
     """What the pod controller needs of one node."""
@@ -68,14 +125,28 @@ class PodController:
 
     kube: Kube
     nodes: dict[str, NodePods]
-    time_scale: float = 1.0
+    clock: Clock = field(default_factory=RealtimeClock)
     predictor: StepPredictor | None = None
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
+    where: dict[str, str] = field(default_factory=dict)
+    """pod uid -> node name, for pods that hold (or may hold) devices."""
     admitted: int = 0
     completed: int = 0
+    failed: int = 0
 
     async def on_pod_event(self, kind: str, pod: JSON) -> None:
+        """Act on one watch event; an error is confined to that pod, never the watch."""
+        try:
+            await self._on_pod_event(kind, pod)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            meta = pod.get("metadata", {})
+            log.exception("pod %s/%s: %s event failed; other pods go on",
+                          meta.get("namespace"), meta.get("name"), kind)
+
+    async def _on_pod_event(self, kind: str, pod: JSON) -> None:
         node = pod["spec"].get("nodeName")
         if node not in self.nodes:
             return
@@ -95,56 +166,97 @@ class PodController:
             self.finished.add(uid)
             return
         if uid not in self.running and uid not in self.finished:
+            self.where[uid] = node
             self.running[uid] = asyncio.create_task(self._run(pod), name=f"pod {uid}")
 
     async def stop(self) -> None:
-        for task in self.running.values():
-            task.cancel()
-        for task in list(self.running.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks = list(self.running.values())
         self.running.clear()
+        for task in tasks:
+            await _cancel(task)
 
     # ------------------------------------------------------------ lifecycle
 
     async def _run(self, pod: JSON) -> None:
+        """The whole life of one pod; every way it can go wrong ends in a pod status."""
+        try:
+            plan, started = await self._start(pod)
+            if plan.duration_s is None or pod["spec"].get("restartPolicy") == "Always":
+                return
+            finish = started + plan.duration_s
+            await self.clock.sleep_until(finish)
+            await self._complete(pod, plan, started, finish)
+        except asyncio.CancelledError:
+            raise
+        except PodRejectedError as err:
+            await self._fail(pod, err.reason, str(err))
+        except Exception as err:
+            log.exception("pod %s: the node agent failed", pod["metadata"]["name"])
+            await self._fail(pod, AGENT_ERROR, f"the node agent failed: {err}")
+
+    async def _start(self, pod: JSON) -> tuple[RunPlan, float]:
+        """Admit the pod (or find it admitted) and mark it Running: its plan and start."""
         meta = pod["metadata"]
-        uid = meta["uid"]
+        status = pod.get("status") or {}
         node = self.nodes[pod["spec"]["nodeName"]]
         try:
             devices = await self._admit(pod, node)
-            annotations = meta.get("annotations") or {}
-            plan = run_plan(annotations, devices, self.predictor)
-        except (DeviceAllocationError, SimnodeError) as err:
-            await self._reject(pod, "UnexpectedAdmissionError", str(err))
-            return
+        except (DeviceAllocationError, SimnodeError, AgentError) as err:
+            raise PodRejectedError(ADMISSION_ERROR, f"Allocate failed due to {err}, which is "
+                                             "unexpected") from err
+        try:
+            plan = run_plan(meta.get("annotations") or {}, devices, self.predictor)
         except AnnotationError as err:
-            await self._reject(pod, "InvalidWorkload", str(err))
-            return
-        status = pod.get("status") or {}
-        started_at = status.get("startTime") if status.get("phase") == "Running" else None
-        started_at = started_at or now_rfc3339()
-        if status.get("phase") != "Running":
-            # Annotations first: whoever sees the pod Running also sees its devices.
-            await self._announce(pod, devices, plan.duration_s, plan.reason)
-            await self.kube.patch_pod_status(meta["namespace"], meta["name"],
-                                             running_status(pod, started_at))
-            self.admitted += 1
-        if plan.duration_s is None or pod["spec"].get("restartPolicy") == "Always":
-            return
-        wall_s = plan.duration_s / self.time_scale
-        elapsed = time.time() - (_parse_time(started_at) or time.time())
-        await asyncio.sleep(max(0.0, wall_s - elapsed))
-        await self.kube.patch_pod_status(meta["namespace"], meta["name"], terminated_status(
-            pod, started_at, 0, "Completed"))
+            raise PodRejectedError(INVALID_WORKLOAD, str(err)) from err
+        if status.get("phase") == "Running":
+            return plan, self._recorded_start(pod)
+        started = self.clock.now()
+        started_at = now_rfc3339()
+        # Annotations first: whoever sees the pod Running also sees its devices.
+        await self._announce(pod, devices, plan, started)
+        await self._api(lambda: self.kube.patch_pod_status(
+            meta["namespace"], meta["name"], running_status(pod, started_at)))
+        self.admitted += 1
+        return plan, started
+
+    def _recorded_start(self, pod: JSON) -> float:
+        """When a running pod started, in simulated seconds (after an agent restart)."""
+        annotations = pod["metadata"].get("annotations") or {}
+        recorded = _sim_seconds(annotations.get(SIM_STARTED_ANNOTATION))
+        if recorded is not None:
+            return recorded
+        wall = _parse_time((pod.get("status") or {}).get("startTime"))
+        return self.clock.now() if wall is None else self.clock.from_wall(wall)
+
+    async def _complete(self, pod: JSON, plan: RunPlan, started: float, finish: float) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        started_at = (pod.get("status") or {}).get("startTime") or now_rfc3339()
+        await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
+            "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
+        await self._api(lambda: self.kube.patch_pod_status(
+            meta["namespace"], meta["name"], terminated_status(pod, started_at, 0, "Completed")))
         self.finished.add(uid)
         self.running.pop(uid, None)
         await self._release(uid)
         self.completed += 1
+        ran = finish - started
         await self.kube.event(pod, "Completed",
-                              f"simulated run finished after {plan.duration_s:.1f} s "
-                              f"({wall_s:.2f} s wall at time scale {self.time_scale:g})",
-                              host=pod["spec"]["nodeName"])
+                              f"simulated run finished after {ran:.3f} s "
+                              f"({ran / self.clock.scale:.3f} s wall at time scale "
+                              f"{self.clock.scale:g})", host=pod["spec"]["nodeName"])
+
+    async def _api(self, call: Callable[[], Awaitable[T]]) -> T:
+        """An API call, retried with back-off while it fails for a moment."""
+        for attempt in range(API_ATTEMPTS):
+            try:
+                return await call()
+            except Exception as err:
+                if attempt + 1 == API_ATTEMPTS or not _transient(err):
+                    raise
+                log.warning("API call failed (%s); retrying", err)
+                await asyncio.sleep(API_RETRY_S * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _admit(self, pod: JSON, node: NodePods) -> dict[str, tuple[str, ...]]:
         """Allocate every container's devices; all or nothing.
@@ -162,53 +274,57 @@ class PodController:
                     for device_id in alloc.device_ids:
                         node.sim.allocate(device_id, owner)
                     held[resource] = held.get(resource, ()) + alloc.device_ids
-        except (DeviceAllocationError, SimnodeError):
+        except BaseException:
             await self._release(uid)
             raise
         return held
 
     async def _announce(self, pod: JSON, devices: dict[str, tuple[str, ...]],
-                        duration_s: float | None, reason: str) -> None:
+                        plan: RunPlan, started: float) -> None:
         meta = pod["metadata"]
         listed = "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
-        annotations = {DEVICES_ANNOTATION: listed}
+        annotations = {DEVICES_ANNOTATION: listed, SIM_STARTED_ANNOTATION: f"{started:.3f}"}
         node = self.nodes[pod["spec"]["nodeName"]]
         for container, per_resource in node.devices.checkpoint.pod(meta["uid"]).items():
             visible = [a.envs.get("NVIDIA_VISIBLE_DEVICES", "") for a in per_resource.values()]
             annotations[f"{ENV_ANNOTATION_PREFIX}{container}.NVIDIA_VISIBLE_DEVICES"] = ",".join(
                 v for v in visible if v)
-        patch: JSON = {"metadata": {"annotations": annotations}}
-        if duration_s is not None:
-            patch["metadata"]["annotations"][PREDICTED] = f"{duration_s:.3f}"
-        await self.kube.patch_pod(meta["namespace"], meta["name"], patch)
-        await self.kube.event(pod, "Started", f"devices {listed}; run time: {reason}",
+        if plan.duration_s is not None:
+            annotations[PREDICTED] = f"{plan.duration_s:.3f}"
+        await self._api(lambda: self.kube.patch_pod(
+            meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}))
+        await self.kube.event(pod, "Started", f"devices {listed}; run time: {plan.reason}",
                               host=pod["spec"]["nodeName"])
 
-    async def _reject(self, pod: JSON, reason: str, message: str) -> None:
+    async def _fail(self, pod: JSON, reason: str, message: str) -> None:
+        """End a pod that cannot run: devices back, an event, and phase Failed with why."""
         meta = pod["metadata"]
-        log.warning("pod %s/%s rejected: %s", meta["namespace"], meta["name"], message)
+        uid = meta["uid"]
+        log.warning("pod %s/%s failed (%s): %s", meta["namespace"], meta["name"], reason,
+                    message)
+        self.finished.add(uid)
+        self.running.pop(uid, None)
+        self.failed += 1
+        await self._release(uid)
         await self.kube.event(pod, reason, message, "Warning", host=pod["spec"]["nodeName"])
-        with contextlib.suppress(AgentError):
-            await self.kube.patch_pod_status(meta["namespace"], meta["name"],
-                                             rejected_status(reason, message))
-        self.finished.add(meta["uid"])
-        self.running.pop(meta["uid"], None)
+        try:
+            await self._api(lambda: self.kube.patch_pod_status(
+                meta["namespace"], meta["name"], rejected_status(reason, message)))
+        except Exception as err:
+            log.error("pod %s/%s: its Failed status was refused too: %s", meta["namespace"],
+                      meta["name"], err)
 
     async def _terminate(self, pod: JSON) -> None:
         """A graceful delete: stop the simulated process, free devices, remove the pod."""
         meta = pod["metadata"]
         uid = meta["uid"]
-        task = self.running.pop(uid, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel(self.running.pop(uid, None))
         grace = float(meta.get("deletionGracePeriodSeconds") or 0)
         try:
             wait_s = shutdown_seconds(meta.get("annotations") or {}, grace)
         except AnnotationError:
             wait_s = 0.0
-        await asyncio.sleep(wait_s / self.time_scale)
+        await self.clock.sleep_until(self.clock.now() + wait_s)
         self.finished.add(uid)
         await self._release(uid)
         await self._remove(pod)
@@ -218,20 +334,27 @@ class PodController:
         await self.kube.delete_pod_now(meta["namespace"], meta["name"], meta["uid"])
 
     async def _release(self, uid: str) -> None:
-        for node in self.nodes.values():
-            for containers in node.devices.checkpoint.pod(uid).values():
-                for alloc in containers.values():
-                    for device_id in alloc.device_ids:
-                        if device_id in node.sim.state.allocations:
-                            node.sim.release(device_id)
-            await node.devices.release(uid)
+        """Free whatever the pod holds on its node; a failure is logged, never raised."""
+        name = self.where.pop(uid, None)
+        nodes = [self.nodes[name]] if name in self.nodes else list(self.nodes.values())
+        for node in nodes:
+            try:
+                await self._release_on(node, uid)
+            except Exception:
+                log.exception("node %s: releasing the devices of pod %s failed", node.sim.name,
+                              uid)
+
+    @staticmethod
+    async def _release_on(node: NodePods, uid: str) -> None:
+        for containers in node.devices.checkpoint.pod(uid).values():
+            for alloc in containers.values():
+                for device_id in alloc.device_ids:
+                    if device_id in node.sim.state.allocations:
+                        node.sim.release(device_id)
+        await node.devices.release(uid)
 
     async def _forget(self, uid: str) -> None:
-        task = self.running.pop(uid, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel(self.running.pop(uid, None))
         await self._release(uid)
         self.finished.discard(uid)
 

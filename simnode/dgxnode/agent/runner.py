@@ -20,6 +20,7 @@ from typing import Any
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.pods import NodePods, PodController
+from dgxnode.clock import Clock
 from gpumodel.vocabulary import NODE_LABEL
 from kubewire import ApiException, read_json
 
@@ -42,13 +43,13 @@ class NodeAgent:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    def build(cls, kube: Kube, controllers: list[NodeController], time_scale: float,
+    def build(cls, kube: Kube, controllers: list[NodeController], clock: Clock,
               predictor: Any = None) -> NodeAgent:
         """The kubelet-less agent: nodes, their status and their pods."""
         table = {c.name: c for c in controllers}
         pods = PodController(kube, {c.name: NodePods(c.sim, c.devices) for c in controllers
                                     if c.devices is not None},
-                             time_scale=time_scale, predictor=predictor)
+                             clock=clock, predictor=predictor)
         return cls(kube, table, pods)
 
     @classmethod

@@ -15,6 +15,7 @@ is wrong; the agent reports it on the pod and fails it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +36,10 @@ PREDICTED = PREDICTED_DURATION_ANNOTATION
 SHUTDOWN = SHUTDOWN_ANNOTATION
 _PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+MAX_RUN_S = 366 * 86400.0
+"""The longest simulated run a pod may ask for or be predicted (a year): longer is
+a typo or an overflow, and would hold its devices for good."""
+MAX_STEPS = 10**9
 
 
 class WorkloadSpec(BaseModel):
@@ -43,7 +48,7 @@ class WorkloadSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     workload: str = Field(min_length=1)
-    steps: int = Field(default=100, ge=1)
+    steps: int = Field(default=100, ge=1, le=MAX_STEPS)
     precision: str = "fp16"
     batch: int | None = Field(default=None, ge=1)
     seq_len: int | None = Field(default=None, ge=1)
@@ -77,8 +82,9 @@ def parse_duration(text: str) -> float:
                 f"{DURATION}: {text!r} is not a duration (use seconds like 90, or 90s, "
                 "2m30s, 1h)") from None
         value = sum(float(n) * _UNIT_S[u] for n, u in parts)
-    if not value > 0 or value == float("inf"):
-        raise AnnotationError(f"{DURATION}: {text!r} must be a positive, finite duration")
+    if not 0 < value <= MAX_RUN_S:
+        raise AnnotationError(f"{DURATION}: {text!r} must be a positive duration of at most "
+                              f"{MAX_RUN_S:.0f} s (a year)")
     return value
 
 
@@ -106,6 +112,10 @@ def run_plan(annotations: Mapping[str, str], devices: Mapping[str, tuple[str, ..
         if predictor is None:
             raise AnnotationError(f"{WORKLOAD}: this node agent has no performance model")
         step_s = predictor(spec, devices)
+        if not 0 < step_s * spec.steps <= MAX_RUN_S:
+            raise AnnotationError(
+                f"{WORKLOAD}: {spec.steps} steps x {step_s:.4g} s is not a run time between "
+                f"0 and {MAX_RUN_S:.0f} s (a year)")
         return RunPlan(duration_s=step_s * spec.steps,
                        reason=f"{spec.workload}: {spec.steps} steps x {step_s:.4g} s predicted")
     return RunPlan(duration_s=None, reason="no dgxsim.io/duration or workload: runs until deleted")
@@ -119,4 +129,6 @@ def shutdown_seconds(annotations: Mapping[str, str], grace_s: float) -> float:
         wanted = float(annotations[SHUTDOWN])
     except ValueError:
         raise AnnotationError(f"{SHUTDOWN}: {annotations[SHUTDOWN]!r} is not a number") from None
+    if math.isnan(wanted):
+        raise AnnotationError(f"{SHUTDOWN}: {annotations[SHUTDOWN]!r} is not a number")
     return max(0.0, min(wanted, grace_s))

@@ -1,0 +1,273 @@
+"""The node agent's pod lifecycle in virtual time: exact simulated run times, and every
+failure in the pod path ending in a visible pod state with its devices free.
+
+The API server and the device manager are small fakes at the process edge; the
+node (SimNode), the checkpoint and the pod controller are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from dgxnode.agent.checkpoint import Checkpoint, ContainerAllocation
+from dgxnode.agent.errors import CheckpointError, DeviceAllocationError
+from dgxnode.agent.kubelet import DeviceManager, PluginEndpoint
+from dgxnode.agent.pods import NodePods, PodController
+from dgxnode.clock import VirtualClock, settle
+from dgxnode.node import SimNode
+from gpumodel.vocabulary import (
+    DURATION_ANNOTATION,
+    GPU_RESOURCE,
+    PREDICTED_DURATION_ANNOTATION,
+    SIM_FINISHED_ANNOTATION,
+    SIM_STARTED_ANNOTATION,
+)
+
+JSON = dict[str, Any]
+NODE = "dgx-0"
+
+
+class Refused(Exception):
+    """What the fake API server raises: an answer with an HTTP status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"({status}) {reason}")
+        self.status = status
+
+
+@dataclass
+class FakeKube:
+    """Records what the agent writes; ``refuse`` lists (call, phase-or-None, status) to fail."""
+
+    patches: list[tuple[str, str, JSON]] = field(default_factory=list)
+    statuses: list[tuple[str, JSON]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    refuse: list[tuple[str, str | None, int]] = field(default_factory=list)
+
+    def _maybe_refuse(self, call: str, phase: str | None) -> None:
+        for i, (c, p, status) in enumerate(self.refuse):
+            if c == call and (p is None or p == phase):
+                del self.refuse[i]
+                raise Refused(status, f"{call} refused")
+
+    async def patch_pod(self, namespace: str, name: str, patch: JSON) -> JSON:
+        self._maybe_refuse("patch_pod", None)
+        self.patches.append((namespace, name, patch))
+        return {}
+
+    async def patch_pod_status(self, namespace: str, name: str, patch: JSON) -> JSON:
+        self._maybe_refuse("patch_pod_status", patch["status"].get("phase"))
+        self.statuses.append((name, patch["status"]))
+        return {}
+
+    async def event(self, involved: JSON, reason: str, message: str, kind: str = "Normal",
+                    component: str = "", host: str | None = None) -> None:
+        self.events.append((involved["metadata"]["name"], reason, message))
+
+    async def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
+        self.statuses.append((name, {"phase": "Deleted"}))
+
+    def phase(self, name: str) -> str | None:
+        found = [s.get("phase") for n, s in self.statuses if n == name]
+        return found[-1] if found else None
+
+    def annotations(self, name: str) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for _, n, patch in self.patches:
+            if n == name:
+                merged.update(patch["metadata"]["annotations"])
+        return merged
+
+
+@dataclass
+class FakeDevices:
+    """The device manager's allocation side over a real checkpoint and the node's GPUs."""
+
+    sim: SimNode
+    checkpoint: Checkpoint
+    fail_with: Exception | None = None
+
+    async def allocate(self, pod_uid: str, container: str, resource: str, count: int
+                       ) -> ContainerAllocation:
+        if self.fail_with is not None:
+            raise self.fail_with
+        held = self.checkpoint.held(resource)
+        free = [d.id for d in self.sim.inventory().devices
+                if d.kind == "gpu" and d.owner is None and d.id not in held]
+        if len(free) < count:
+            raise DeviceAllocationError(f"{resource}: {count} requested, {len(free)} free")
+        chosen = tuple(free[:count])
+        allocation = ContainerAllocation(resource=resource, device_ids=chosen,
+                                         envs={"NVIDIA_VISIBLE_DEVICES": ",".join(chosen)})
+        await self.checkpoint.record(pod_uid, container, allocation)
+        return allocation
+
+    async def release(self, pod_uid: str) -> None:
+        await self.checkpoint.release(pod_uid)
+
+
+def pod(name: str, gpus: int = 1, annotations: dict[str, str] | None = None,
+        phase: str = "Pending") -> JSON:
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}",
+                     "annotations": annotations or {DURATION_ANNOTATION: "90s"}},
+        "spec": {"nodeName": NODE, "restartPolicy": "Never", "containers": [
+            {"name": "main", "resources": {"limits": {GPU_RESOURCE: str(gpus)}}}]},
+        "status": {"phase": phase},
+    }
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> tuple[SimNode, FakeDevices]:
+    sim = SimNode.create(NODE)
+    return sim, FakeDevices(sim, Checkpoint(tmp_path / "devices.json"))
+
+
+@pytest.fixture
+def setup(node: tuple[SimNode, FakeDevices]
+          ) -> tuple[PodController, FakeKube, VirtualClock, SimNode, FakeDevices]:
+    sim, devices = node
+    kube, clock = FakeKube(), VirtualClock(start=100.0, scale=60.0)
+    controller = PodController(kube, {NODE: NodePods(sim, devices)},  # type: ignore[arg-type]
+                               clock=clock)
+    return controller, kube, clock, sim, devices
+
+
+async def eventually(check: Any, timeout_s: float = 5.0) -> None:
+    """Let the controller's tasks run (checkpoint writes go through a worker thread)
+    until ``check()`` holds; virtual time does not move meanwhile."""
+    for _ in range(int(timeout_s / 0.01)):
+        await settle()
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    assert check()
+
+
+def nothing_held(sim: SimNode, devices: FakeDevices) -> bool:
+    return not sim.state.allocations and not devices.checkpoint.pods()
+
+
+async def test_a_pod_runs_exactly_its_simulated_duration(setup: Any) -> None:
+    controller, kube, clock, sim, devices = setup
+    await controller.on_pod_event("ADDED", pod("a"))
+    await eventually(lambda: kube.phase("a") == "Running")
+    assert kube.phase("a") == "Running"
+    notes = kube.annotations("a")
+    assert notes[SIM_STARTED_ANNOTATION] == "100.000"
+    assert notes[PREDICTED_DURATION_ANNOTATION] == "90.000"
+    assert len(sim.state.allocations) == 1
+    await clock.advance(89.999)
+    assert kube.phase("a") == "Running"
+    await clock.advance(0.001)
+    await eventually(lambda: kube.phase("a") == "Succeeded")
+    assert kube.annotations("a")[SIM_FINISHED_ANNOTATION] == "190.000"
+    await eventually(lambda: any(r == "Completed" for _, r, _ in kube.events))
+    assert nothing_held(sim, devices)
+    assert any(r == "Completed" and "after 90.000 s" in m for _, r, m in kube.events)
+
+
+async def test_a_pod_resumed_after_a_restart_finishes_on_its_recorded_start(setup: Any) -> None:
+    controller, kube, clock, _, _ = setup
+    running = pod("r", annotations={DURATION_ANNOTATION: "90s", SIM_STARTED_ANNOTATION: "50.5"},
+                  phase="Running")
+    await controller.on_pod_event("ADDED", running)
+    await clock.advance(40.499)
+    assert kube.phase("r") is None, "still running: no status written yet"
+    await clock.advance(0.001)
+    await eventually(lambda: kube.phase("r") == "Succeeded")
+    assert kube.annotations("r")[SIM_FINISHED_ANNOTATION] == "140.500"
+
+
+@pytest.mark.parametrize("error", [
+    DeviceAllocationError("dgx-0: nvidia.com/gpu: the device plugin answered INTERNAL: boom"),
+    CheckpointError("devices ['GPU-1'] are already held by another pod"),
+], ids=["plugin-error", "checkpoint-error"])
+async def test_an_admission_failure_fails_the_pod_with_the_kubelets_reason(
+        setup: Any, error: Exception) -> None:
+    controller, kube, _, sim, devices = setup
+    devices.fail_with = error
+    await controller.on_pod_event("ADDED", pod("bad"))
+    await eventually(lambda: kube.phase("bad") == "Failed")
+    assert kube.phase("bad") == "Failed"
+    status = next(s for n, s in kube.statuses if n == "bad")
+    assert status["reason"] == "UnexpectedAdmissionError"
+    assert str(error) in status["message"]
+    assert any(r == "UnexpectedAdmissionError" for _, r, _ in kube.events)
+    assert nothing_held(sim, devices)
+
+
+async def test_a_malformed_annotation_fails_the_pod_and_frees_what_it_was_given(
+        setup: Any) -> None:
+    controller, kube, _, sim, devices = setup
+    await controller.on_pod_event("ADDED", pod("typo", annotations={DURATION_ANNOTATION: "1e308"}))
+    await eventually(lambda: kube.phase("typo") == "Failed")
+    assert kube.phase("typo") == "Failed"
+    status = next(s for n, s in kube.statuses if n == "typo")
+    assert status["reason"] == "InvalidWorkload"
+    assert "1e308" in status["message"]
+    assert nothing_held(sim, devices)
+
+
+async def test_an_api_server_refusing_the_running_status_fails_the_pod(setup: Any) -> None:
+    controller, kube, clock, sim, devices = setup
+    kube.refuse.append(("patch_pod_status", "Running", 422))
+    await controller.on_pod_event("ADDED", pod("refused"))
+    await eventually(lambda: kube.phase("refused") == "Failed")
+    assert kube.phase("refused") == "Failed"
+    status = next(s for n, s in kube.statuses if n == "refused")
+    assert status["reason"] == "NodeAgentError"
+    assert "422" in status["message"]
+    assert nothing_held(sim, devices)
+    await clock.advance(1000)
+    assert kube.phase("refused") == "Failed", "a failed pod is never completed later"
+
+
+async def test_a_transient_api_failure_is_retried_and_the_pod_runs(setup: Any) -> None:
+    controller, kube, clock, _, _ = setup
+    kube.refuse.append(("patch_pod_status", "Running", 503))
+    await controller.on_pod_event("ADDED", pod("retry"))
+    await eventually(lambda: kube.phase("retry") == "Running")
+    await clock.advance(90)
+    await eventually(lambda: kube.phase("retry") == "Succeeded")
+
+
+async def test_one_pods_failure_leaves_the_others_running(setup: Any) -> None:
+    controller, kube, clock, sim, devices = setup
+    await controller.on_pod_event("ADDED", pod("good", gpus=2))
+    await eventually(lambda: kube.phase("good") == "Running")
+    await controller.on_pod_event("ADDED", pod("greedy", gpus=7))
+    await eventually(lambda: kube.phase("greedy") == "Failed")
+    assert kube.phase("greedy") == "Failed"
+    assert kube.phase("good") == "Running"
+    assert len(sim.state.allocations) == 2
+    # Deleting the failed pod reaches nobody else, and raises nothing into the watch.
+    await controller.on_pod_event("DELETED", pod("greedy", gpus=7))
+    await controller.on_pod_event("ADDED", pod("next", gpus=6))
+    await eventually(lambda: kube.phase("next") == "Running")
+    assert kube.phase("next") == "Running"
+    await clock.advance(90)
+    await eventually(lambda: kube.phase("good") == kube.phase("next") == "Succeeded")
+    assert nothing_held(sim, devices)
+
+
+async def test_a_plugin_error_on_allocate_becomes_a_device_allocation_error(
+        tmp_path: Path) -> None:
+    class Stub:
+        async def Allocate(self, request: Any, timeout: float) -> Any:  # noqa: N802
+            raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), details="device on fire")
+
+    manager = DeviceManager(NODE, tmp_path, Checkpoint(tmp_path / "devices.json"))
+    manager.endpoints[GPU_RESOURCE] = PluginEndpoint(
+        resource=GPU_RESOURCE, socket=tmp_path / "x.sock", channel=None,  # type: ignore[arg-type]
+        stub=Stub(), preferred_available=False, devices={"GPU-a": True})  # type: ignore[arg-type]
+    with pytest.raises(DeviceAllocationError, match="INTERNAL: device on fire"):
+        await manager.allocate("uid", "main", GPU_RESOURCE, 1)
+    assert manager.checkpoint.pods() == []
