@@ -17,7 +17,7 @@ import itertools
 from collections import Counter
 from collections.abc import Sequence
 
-from deviceplugin.errors import AllocationError
+from deviceplugin.errors import DeviceRequestError
 from gpumodel.inventory import InventoryDevice
 
 MAX_EXHAUSTIVE = 5000
@@ -29,12 +29,12 @@ def preferred(available: Sequence[InventoryDevice], must_include: Sequence[Inven
     must_ids = {d.id for d in must_include}
     avail_ids = {d.id for d in available}
     if not must_ids <= avail_ids:
-        raise AllocationError(f"must-include devices not available: {sorted(must_ids - avail_ids)}")
+        raise DeviceRequestError(f"must-include devices not available: {sorted(must_ids - avail_ids)}")
     if size < len(must_ids):
-        raise AllocationError(f"allocation size {size} is smaller than the "
+        raise DeviceRequestError(f"allocation size {size} is smaller than the "
                               f"{len(must_ids)} must-include devices")
     if size > len(available):
-        raise AllocationError(f"allocation size {size} exceeds the {len(available)} "
+        raise DeviceRequestError(f"allocation size {size} exceeds the {len(available)} "
                               "available devices")
     rest = [d for d in available if d.id not in must_ids]
     need = size - len(must_ids)

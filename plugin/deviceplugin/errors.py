@@ -9,7 +9,7 @@ class StrategyError(DevicePluginError):
     """The node's MIG layout cannot be advertised under the chosen strategy."""
 
 
-class AllocationError(DevicePluginError):
+class DeviceRequestError(DevicePluginError):
     """An allocation request names devices the plugin cannot give."""
 
 

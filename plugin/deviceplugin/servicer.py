@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from deviceplugin.allocator import preferred
-from deviceplugin.errors import AllocationError
+from deviceplugin.errors import DeviceRequestError
 from gpumodel.inventory import InventoryDevice
 from gpumodel.vocabulary import GPU_RESOURCE, MIG_RESOURCE_PREFIX
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
@@ -109,7 +109,7 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
                 available = self._lookup(known, req.available_deviceIDs)
                 must = self._lookup(known, req.must_include_deviceIDs)
                 ids = preferred(available, must, req.allocation_size)
-            except AllocationError as err:
+            except DeviceRequestError as err:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"{self.state.resource}: {err}")
             responses.append(api_pb2.ContainerPreferredAllocationResponse(deviceIDs=ids))
@@ -125,7 +125,7 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
             try:
                 devices = self._lookup(known, req.devices_ids)
                 self._check_allocatable(devices)
-            except AllocationError as err:
+            except DeviceRequestError as err:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"{self.state.resource}: {err}")
             responses.append(self._container_response(devices))
@@ -141,17 +141,17 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
     def _lookup(known: dict[str, InventoryDevice], ids: Sequence[str]) -> list[InventoryDevice]:
         unknown = [i for i in ids if i not in known]
         if unknown:
-            raise AllocationError(f"unknown device ID(s) {', '.join(unknown)}")
+            raise DeviceRequestError(f"unknown device ID(s) {', '.join(unknown)}")
         return [known[i] for i in ids]
 
     def _check_allocatable(self, devices: list[InventoryDevice]) -> None:
         if not devices:
-            raise AllocationError("a container request names no device")
+            raise DeviceRequestError("a container request names no device")
         sick = [d.id for d in devices if d.health != HEALTHY]
         if sick:
-            raise AllocationError(f"device(s) {', '.join(sick)} are unhealthy")
+            raise DeviceRequestError(f"device(s) {', '.join(sick)} are unhealthy")
         if self.state.resource.startswith(MIG_RESOURCE_PREFIX) and len(devices) > 1:
-            raise AllocationError(
+            raise DeviceRequestError(
                 f"request for {len(devices)} MIG devices: one MIG device per container "
                 "per resource is supported")
 

@@ -17,11 +17,11 @@ class SimnodeError(Exception):
     """Base of every error simnode raises."""
 
 
-class MigModeError(PlacementError):
+class MigModeError(PlacementError, SimnodeError):
     """The GPU's MIG mode does not allow the operation (disabled, or a reset is pending)."""
 
 
-class InUseError(PlacementError):
+class InUseError(PlacementError, SimnodeError):
     """An instance cannot go: it holds compute instances or a container holds it."""
 
 

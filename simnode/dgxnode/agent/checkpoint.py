@@ -61,7 +61,11 @@ class Checkpoint:
     async def _save(self) -> None:
         # Serialised on the loop (a snapshot), written in a thread.
         text = self._doc.model_dump_json(indent=1)
-        await asyncio.to_thread(atomic_write_text, self.path, text)
+        try:
+            await asyncio.to_thread(atomic_write_text, self.path, text)
+        except OSError as err:
+            raise CheckpointError(f"device checkpoint {self.path} cannot be written: "
+                                  f"{err.strerror or err}") from err
 
     def get(self, pod_uid: str, container: str, resource: str) -> ContainerAllocation | None:
         return self._doc.pods.get(pod_uid, {}).get(container, {}).get(resource)
@@ -92,9 +96,14 @@ class Checkpoint:
         clash = [d for d in allocation.device_ids if d in taken and taken[d] != pod_uid]
         if clash:
             raise CheckpointError(f"devices {clash} are already held by another pod")
+        before = self._doc.model_copy(deep=True)
         per_container = self._doc.pods.setdefault(pod_uid, {}).setdefault(container, {})
         per_container[allocation.resource] = allocation
-        await self._save()
+        try:
+            await self._save()
+        except CheckpointError:
+            self._doc = before  # not on disk, so not given
+            raise
 
     async def release(self, pod_uid: str) -> None:
         if self._doc.pods.pop(pod_uid, None) is not None:

@@ -271,3 +271,17 @@ async def test_a_plugin_error_on_allocate_becomes_a_device_allocation_error(
     with pytest.raises(DeviceAllocationError, match="INTERNAL: device on fire"):
         await manager.allocate("uid", "main", GPU_RESOURCE, 1)
     assert manager.checkpoint.pods() == []
+
+
+async def test_a_checkpoint_that_cannot_be_written_fails_the_pod_and_gives_nothing(
+        setup: Any, tmp_path: Path) -> None:
+    controller, kube, _, sim, devices = setup
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the checkpoint's folder should be")
+    devices.checkpoint = Checkpoint(blocked / "devices.json")
+    await controller.on_pod_event("ADDED", pod("unwritable"))
+    await eventually(lambda: kube.phase("unwritable") == "Failed")
+    status = next(s for n, s in kube.statuses if n == "unwritable")
+    assert status["reason"] == "UnexpectedAdmissionError"
+    assert "cannot be written" in status["message"]
+    assert nothing_held(sim, devices)
