@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -40,14 +41,19 @@ R = TypeVar("R")
 
 def transaction(method: Callable[Concatenate[SimNode, P], R]
                 ) -> Callable[Concatenate[SimNode, P], R]:
-    """Run a mutating method under the store's lock, on the latest committed state."""
+    """Run a mutating method under the store's lock, on the latest committed state.
+
+    Safe from any thread: the node agent commits from worker threads (the fsync stays
+    off its event loop) while the loop reads :attr:`SimNode.state`, which is replaced,
+    never changed in place."""
     @functools.wraps(method)
     def locked(node: SimNode, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if node.store is None:
-            return method(node, *args, **kwargs)
-        with node.store.locked():
-            node.refresh()
-            return method(node, *args, **kwargs)
+        with node.mutex:
+            if node.store is None:
+                return method(node, *args, **kwargs)
+            with node.store.locked():
+                node.refresh()
+                return method(node, *args, **kwargs)
     return locked
 
 
@@ -57,6 +63,8 @@ class SimNode:
     def __init__(self, state: NodeState, store: NodeStore | None = None) -> None:
         self._state = state
         self.store = store
+        self.mutex = threading.RLock()
+        """Held by every change and reload, so threads never interleave them."""
         self.feed = ChangeFeed()
         self.hardware: NodeHardware = build_node_hardware(state.node, state.kind)
         gpu_kind = device(system(state.kind).gpu)
@@ -89,10 +97,11 @@ class SimNode:
         """Reload from the store if another process committed since; True if it did."""
         if self.store is None:
             return False
-        stored = self.store.load()
-        if stored.generation == self._state.generation:
-            return False
-        self._state = stored
+        with self.mutex:
+            stored = self.store.load()
+            if stored.generation == self._state.generation:
+                return False
+            self._state = stored
         self.feed.publish(NodeEvent(node=self.name, generation=stored.generation, kind="init",
                                     message="reloaded from the state file"))
         return True

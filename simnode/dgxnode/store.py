@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,27 +66,37 @@ class NodeStore:
     def locked(self) -> Iterator[None]:
         """Hold the directory's lock (blocking) for a read-modify-write.
 
-        Re-entrant within a process (a command that holds it may call node
-        methods that take it again); other processes wait for it.
+        Re-entrant within a thread (a command that holds it may call node methods
+        that take it again); other threads of this process and other processes
+        wait for it: a thread lock per directory, then the file lock.
         """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         key = (self.state_dir / LOCK_FILE).resolve()
-        if key in _held:
-            _held[key] += 1
-            try:
-                yield
-            finally:
-                _held[key] -= 1
-            return
-        with open(key, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            _held[key] = 1
-            try:
-                yield
-            finally:
-                del _held[key]
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with _thread_lock(key):
+            depth: dict[Path, int] = _local.__dict__.setdefault("depth", {})
+            if depth.get(key):
+                depth[key] += 1
+                try:
+                    yield
+                finally:
+                    depth[key] -= 1
+                return
+            with open(key, "a+b") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                depth[key] = 1
+                try:
+                    yield
+                finally:
+                    depth[key] = 0
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-_held: dict[Path, int] = {}
-"""Lock files this process holds, with their nesting depth."""
+_local = threading.local()
+"""Per thread: the lock files it holds, with their nesting depth."""
+_locks: dict[Path, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _thread_lock(key: Path) -> threading.RLock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.RLock())

@@ -268,6 +268,10 @@ class ControlPlane:
                 f"--service-cluster-ip-range={pkimod.SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
                 "--allow-privileged=true", "--profiling=false", "--v=1",
+                # The endpoint reconciler would publish the advertise address as the
+                # `kubernetes` Service's endpoint every 10 s, and Endpoints refuse a
+                # loopback address; nothing in-cluster dials that Service here.
+                "--endpoint-reconciler-type=none",
             ]
         common = [
             "--bind-address=127.0.0.1", f"--tls-cert-file={pki.serving_cert}",

@@ -95,7 +95,9 @@ class NodeController:
     async def start(self) -> None:
         await self._ensure_node()
         await self._sync()
-        self.sim.subscribe(lambda _event: self.mark_dirty())
+        # Changes may be committed from worker threads; the flag lives on this loop.
+        loop = asyncio.get_running_loop()
+        self.sim.subscribe(lambda _event: loop.call_soon_threadsafe(self.mark_dirty))
         self._tasks = [asyncio.create_task(self._status_loop(), name=f"status {self.name}")]
         if self.devices is not None:
             self._tasks.append(asyncio.create_task(self._lease_loop(), name=f"lease {self.name}"))

@@ -232,13 +232,15 @@ class PodController:
         meta = pod["metadata"]
         uid = meta["uid"]
         started_at = (pod.get("status") or {}).get("startTime") or now_rfc3339()
+        # Devices first: once the pod is Succeeded the scheduler may bind the next pod
+        # to them, and its admission must find them free.
+        self.finished.add(uid)
+        await self._release(uid)
         await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
             "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
         await self._api(lambda: self.kube.patch_pod_status(
             meta["namespace"], meta["name"], terminated_status(pod, started_at, 0, "Completed")))
-        self.finished.add(uid)
         self.running.pop(uid, None)
-        await self._release(uid)
         self.completed += 1
         ran = finish - started
         await self.kube.event(pod, "Completed",
@@ -272,7 +274,8 @@ class PodController:
                 for resource, count in wanted.items():
                     alloc = await node.devices.allocate(uid, container, resource, count)
                     for device_id in alloc.device_ids:
-                        node.sim.allocate(device_id, owner)
+                        # The node's state file is locked and fsynced: off the loop.
+                        await asyncio.to_thread(node.sim.allocate, device_id, owner)
                     held[resource] = held.get(resource, ()) + alloc.device_ids
         except BaseException:
             await self._release(uid)
@@ -350,7 +353,7 @@ class PodController:
             for alloc in containers.values():
                 for device_id in alloc.device_ids:
                     if device_id in node.sim.state.allocations:
-                        node.sim.release(device_id)
+                        await asyncio.to_thread(node.sim.release, device_id)
         await node.devices.release(uid)
 
     async def _forget(self, uid: str) -> None:
