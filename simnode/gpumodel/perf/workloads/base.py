@@ -45,6 +45,8 @@ class Context:
     gpus_per_node: int
     nodes: int
     framework: str
+    fuses: bool
+    """The framework is an inference engine that builds the fused graph."""
     sparse: bool
     params: Mapping[str, ParamValue]
 
