@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,31 @@ def register(sub: Any) -> None:
     val.set_defaults(func=cmd_validate)
 
 
+# Request fields as the flags that set them, for error messages.
+_FLAGS = {"gpus_per_node": "--gpus-per-node", "nodes": "--nodes", "batch": "--batch",
+          "seq_len": "--seq-len", "epoch": "--epoch", "mig_profile": "--mig-profile",
+          "precision": "--precision", "framework": "--framework", "gpu": "--gpu",
+          "parameter": "--param"}
+
+
 def _param(text: str) -> tuple[str, float | str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise CommandError(f"--param {text!r}: expected KEY=VALUE")
     try:
-        return key, float(value)
+        number = float(value)
     except ValueError:
         return key, value
+    if not math.isfinite(number):
+        raise CommandError(f"--param {text}: not a finite number")
+    return key, number
+
+
+def _with_flag(message: str) -> str:
+    """The model's message with a request field named as the CLI flag that sets it."""
+    field, _, rest = message.partition(" ")
+    flag = _FLAGS.get(field)
+    return f"{flag} {rest}" if flag else message
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -74,9 +92,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             framework=args.framework, epoch=args.epoch, params=params)
         result = predict(request)
     except ValidationError as err:
-        raise CommandError(err.errors()[0]["msg"]) from err
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        raise CommandError(f"{_FLAGS.get(field, field)}: {first['msg']}") from err
     except PerfError as err:
-        raise CommandError(str(err)) from err
+        raise CommandError(_with_flag(str(err))) from err
     if args.json:
         print(result.model_dump_json(indent=2))
     else:

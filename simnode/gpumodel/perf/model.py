@@ -24,6 +24,7 @@ from gpumodel.perf.calibration import PerfConstants, constants
 from gpumodel.perf.collectives import collective_time
 from gpumodel.perf.engine import Engine, engine, precision
 from gpumodel.perf.errors import PerfError
+from gpumodel.perf.fabric import system_for
 from gpumodel.perf.roofline import StepTime, step_time
 from gpumodel.perf.storage import node_read
 from gpumodel.perf.training import gradient_sync, straggler_factor
@@ -131,6 +132,7 @@ def predict_with(request: PerfRequest, c: PerfConstants) -> Prediction:
         raise PerfError(f"unknown framework {framework!r}; known: "
                         f"{', '.join(sorted(c.frameworks))}")
     eng = engine(request.gpu, request.mig_profile, c)
+    _check_node_size(request, eng)
     ctx = Context(engine=eng, precision=precision(request.precision, _spec(request.gpu)),
                   batch=request.batch, seq_len=request.seq_len,
                   gpus_per_node=request.gpus_per_node, nodes=request.nodes,
@@ -142,6 +144,20 @@ def predict_with(request: PerfRequest, c: PerfConstants) -> Prediction:
     if request.mig_profile and plan.kind in ("training", "collective") and ctx.gpus > 1:
         raise PerfError("NCCL cannot communicate between MIG instances; use whole GPUs")
     return _assemble(request, framework, ctx, eng, plan, c)
+
+
+def _check_node_size(request: PerfRequest, eng: Engine) -> None:
+    """PerfError when a node is asked for more GPUs (or MIG slices) than its system has."""
+    sys_spec = system_for(request.gpu)
+    if sys_spec is None:
+        return
+    spec = _spec(request.gpu)
+    per_gpu = spec.mig.compute_slices if request.mig_profile and spec.mig else 1
+    most = sys_spec.gpu_count * per_gpu
+    if request.gpus_per_node > most:
+        what = f"{request.mig_profile} slices" if request.mig_profile else "GPUs"
+        raise PerfError(f"gpus_per_node {request.gpus_per_node} exceeds the {most} {what} "
+                        f"of one {sys_spec.name}")
 
 
 def _spec(name: str) -> DeviceSpec:
@@ -219,10 +235,10 @@ def _training(request: PerfRequest, framework: str, ctx: Context, eng: Engine, p
     replicas = plan.data_parallel[0] * plan.data_parallel[1]
     samples = plan.samples * plan.accumulation_steps * replicas
     per_node = plan.samples * plan.accumulation_steps * plan.data_parallel[0]
-    storage_gb_per_s = ctx.params.get("storage_gb_per_s")
+    storage_gb_per_s = ctx.number("storage_gb_per_s", 0.0, minimum=1e-6) \
+        if "storage_gb_per_s" in ctx.params else None
     read = node_read(per_node * plan.input_bytes_per_sample, request.gpu, request.epoch,
-                     plan.dataset_gb,
-                     None if storage_gb_per_s is None else float(storage_gb_per_s), c)
+                     plan.dataset_gb, storage_gb_per_s, c)
     io_exposed = max(0.0, read.time_s - step_s)
     step_s += io_exposed
     steps = plan.accumulation_steps

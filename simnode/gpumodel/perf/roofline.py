@@ -113,7 +113,8 @@ def math_time(op: Op, eng: Engine, dtype: Dtype, sparse: bool, efficiency: float
         # An op may do more (two chained GEMMs in fused attention) or less (Winograd)
         # math than its tiled shape: scale the tiled time by the ratio.
         shape_flops = 2.0 * op.m * op.n * op.k * op.batch
-        return best_tiling(op.m, op.n, op.k, op.batch, mach, c).time_s * op.flops / shape_flops
+        tiled_s = best_tiling(op.m, op.n, op.k, op.batch, mach, c).time_s
+        return tiled_s * (op.flops / shape_flops)
     return op.flops / (eng.peak_tflops(dtype, use_sparse) * 1e12 * efficiency)
 
 
