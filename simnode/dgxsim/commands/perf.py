@@ -226,25 +226,38 @@ def _print_fit(rows: list[PublishedRow]) -> None:
 
 
 def _plot(report: ValidationReport, path: Path) -> None:
+    """Predicted against published (log axes, a +-10% band) and each row's error.
+
+    Rows a constant was fitted on and rows that are pure predictions (every
+    multi-GPU row) get different colours, so a reader sees what was calibrated.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fitted = set(constants().fitted_rows())
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, 6), gridspec_kw={"width_ratios": [1, 1.3]})
+    colours = ["tab:blue" if r.id in fitted else "tab:orange" for r in report.rows]
     published = [r.published for r in report.rows]
     predicted = [r.predicted for r in report.rows]
-    ax.scatter(published, predicted, s=18)
+    ax.scatter(published, predicted, s=18, c=colours)
     for r in report.rows:
-        ax.annotate(r.id, (r.published, r.predicted), fontsize=7, xytext=(3, 3),
+        ax.annotate(r.id, (r.published, r.predicted), fontsize=6, xytext=(3, 3),
                     textcoords="offset points")
     low, high = min(published + predicted) * 0.7, max(published + predicted) * 1.4
     ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("published")
-    ax.set_ylabel("predicted")
-    ax.set_title(f"dgxsim performance model: MAPE {report.mape:.1f}%")
+    ax.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1],
+                    color="grey", alpha=0.15, label="+-10%")
+    ax.set(xscale="log", yscale="log", xlabel="published (each row's unit)", ylabel="predicted",
+           title=f"MAPE {report.mape:.1f}% over {len(report.rows)} rows")
+    ax.legend(loc="upper left", fontsize=8)
+    bars.bar([r.id for r in report.rows], [r.error_pct for r in report.rows], color=colours)
+    for limit in (-10, 10):
+        bars.axhline(limit, color="grey", linewidth=0.8, linestyle="--")
+    bars.set(ylabel="error (%)", title="blue: fitted-on single-GPU rows; orange: predictions")
+    bars.tick_params(axis="x", labelrotation=90, labelsize=7)
+    fig.suptitle("dgxsim performance model against published measurements")
     try:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     except OSError as err:
