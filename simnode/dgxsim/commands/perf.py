@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,31 @@ def register(sub: Any) -> None:
     val.set_defaults(func=cmd_validate)
 
 
+# Request fields as the flags that set them, for error messages.
+_FLAGS = {"gpus_per_node": "--gpus-per-node", "nodes": "--nodes", "batch": "--batch",
+          "seq_len": "--seq-len", "epoch": "--epoch", "mig_profile": "--mig-profile",
+          "precision": "--precision", "framework": "--framework", "gpu": "--gpu",
+          "parameter": "--param"}
+
+
 def _param(text: str) -> tuple[str, float | str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise CommandError(f"--param {text!r}: expected KEY=VALUE")
     try:
-        return key, float(value)
+        number = float(value)
     except ValueError:
         return key, value
+    if not math.isfinite(number):
+        raise CommandError(f"--param {text}: not a finite number")
+    return key, number
+
+
+def _with_flag(message: str) -> str:
+    """The model's message with a request field named as the CLI flag that sets it."""
+    field, _, rest = message.partition(" ")
+    flag = _FLAGS.get(field)
+    return f"{flag} {rest}" if flag else message
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -74,9 +92,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             framework=args.framework, epoch=args.epoch, params=params)
         result = predict(request)
     except ValidationError as err:
-        raise CommandError(err.errors()[0]["msg"]) from err
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        raise CommandError(f"{_FLAGS.get(field, field)}: {first['msg']}") from err
     except PerfError as err:
-        raise CommandError(str(err)) from err
+        raise CommandError(_with_flag(str(err))) from err
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
@@ -206,25 +226,38 @@ def _print_fit(rows: list[PublishedRow]) -> None:
 
 
 def _plot(report: ValidationReport, path: Path) -> None:
+    """Predicted against published (log axes, a +-10% band) and each row's error.
+
+    Rows a constant was fitted on and rows that are pure predictions (every
+    multi-GPU row) get different colours, so a reader sees what was calibrated.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fitted = set(constants().fitted_rows())
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, 6), gridspec_kw={"width_ratios": [1, 1.3]})
+    colours = ["tab:blue" if r.id in fitted else "tab:orange" for r in report.rows]
     published = [r.published for r in report.rows]
     predicted = [r.predicted for r in report.rows]
-    ax.scatter(published, predicted, s=18)
+    ax.scatter(published, predicted, s=18, c=colours)
     for r in report.rows:
-        ax.annotate(r.id, (r.published, r.predicted), fontsize=7, xytext=(3, 3),
+        ax.annotate(r.id, (r.published, r.predicted), fontsize=6, xytext=(3, 3),
                     textcoords="offset points")
     low, high = min(published + predicted) * 0.7, max(published + predicted) * 1.4
     ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("published")
-    ax.set_ylabel("predicted")
-    ax.set_title(f"dgxsim performance model: MAPE {report.mape:.1f}%")
+    ax.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1],
+                    color="grey", alpha=0.15, label="+-10%")
+    ax.set(xscale="log", yscale="log", xlabel="published (each row's unit)", ylabel="predicted",
+           title=f"MAPE {report.mape:.1f}% over {len(report.rows)} rows")
+    ax.legend(loc="upper left", fontsize=8)
+    bars.bar([r.id for r in report.rows], [r.error_pct for r in report.rows], color=colours)
+    for limit in (-10, 10):
+        bars.axhline(limit, color="grey", linewidth=0.8, linestyle="--")
+    bars.set(ylabel="error (%)", title="blue: fitted-on single-GPU rows; orange: predictions")
+    bars.tick_params(axis="x", labelrotation=90, labelsize=7)
+    fig.suptitle("dgxsim performance model against published measurements")
     try:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     except OSError as err:

@@ -44,13 +44,32 @@ class Table(_Frozen):
 
 
 class Framework(_Frozen):
-    """A software stack's one efficiency factor: share of the math peak on large operators."""
+    """A software stack described by what it does, not by a speed factor.
 
-    efficiency: float = Field(gt=0, le=1)
-    eager: bool = False
-    """Launches kernels one by one from a host thread (PyTorch eager), paying the dispatch cost."""
-    fitted_on: tuple[str, ...] = ()
-    note: str = ""
+    An inference engine (``fuses``) builds the fused graph of a model and times
+    every candidate kernel (``kernels: autotuned``); an eager framework runs the
+    unfused graph, takes the library's heuristic kernel choice and launches each
+    kernel from a host thread (``host_us_per_kernel``), and its training loop
+    costs host time once per step (``host_ms_per_step``).
+    """
+
+    fuses: bool = False
+    kernels: Literal["autotuned", "heuristic"] = "heuristic"
+    host_us_per_kernel: float = Field(default=0.0, ge=0)
+    host_ms_per_step: float = Field(default=0.0, ge=0)
+    source: str = ""
+
+    @property
+    def eager(self) -> bool:
+        return self.host_us_per_kernel > 0
+
+
+class GemmKernels(_Frozen):
+    """The menu of GEMM kernels a library chooses from: thread-block tiles and K splits."""
+
+    tiles: tuple[tuple[int, int], ...] = Field(min_length=1)
+    split_k: tuple[int, ...] = Field(min_length=1)
+    source: str
 
 
 class PerfConstants(_Frozen):
@@ -60,6 +79,7 @@ class PerfConstants(_Frozen):
     scalars: dict[str, Scalar]
     tables: dict[str, Table]
     frameworks: dict[str, Framework]
+    gemm_kernels: GemmKernels
 
     # Identity semantics: the model caches on the constants object, and a dict field
     # would make the value-based hash of a frozen model fail.
@@ -80,8 +100,24 @@ class PerfConstants(_Frozen):
             raise KeyError(f"constant table {name} has no entry {key!r}")
         return default
 
-    def framework(self, name: str) -> float:
-        return self.frameworks[name].efficiency
+    def by_architecture(self, name: str, architecture: str) -> float:
+        """A table keyed by GPU architecture, with its ``default`` entry for the others."""
+        return self.table(name, architecture, default=self.table(name, "default"))
+
+    def framework(self, name: str) -> Framework:
+        return self.frameworks[name]
+
+    def tensor_efficiency(self, architecture: str, framework: str) -> float:
+        """Share of the tensor-core peak large GEMMs reach under ``framework`` on ``architecture``.
+
+        The best kernel's share is a property of the architecture (and its
+        library); a framework that takes the library's heuristic pick instead of
+        timing the candidates reaches a fixed share of it.
+        """
+        best = self.by_architecture("tensor_core_efficiency", architecture)
+        if self.frameworks[framework].kernels == "heuristic":
+            return best * self.scalar("heuristic_kernel_share")
+        return best
 
     def fitted_names(self) -> tuple[str, ...]:
         """Names of the fitted constants, one per fitted number."""
@@ -89,34 +125,29 @@ class PerfConstants(_Frozen):
         for name, table in self.tables.items():
             if table.kind == "fitted":
                 names.extend(f"{name}[{key}]" for key in table.values)
-        names.extend(f"framework[{n}]" for n, f in self.frameworks.items() if f.fitted_on)
         return tuple(names)
 
     def fitted_rows(self) -> tuple[str, ...]:
         """Every published row some fitted constant was fitted on."""
         rows: set[str] = set()
-        for group in (self.scalars.values(), self.tables.values(), self.frameworks.values()):
+        for group in (self.scalars.values(), self.tables.values()):
             for entry in group:
-                rows.update(entry.fitted_on)
+                if entry.kind == "fitted":
+                    rows.update(entry.fitted_on)
         return tuple(sorted(rows))
 
     def with_values(self, updates: dict[str, float]) -> PerfConstants:
-        """A copy with some fitted values replaced (``name``, ``table[key]``, ``framework[x]``)."""
+        """A copy with some fitted values replaced (``name`` or ``table[key]``)."""
         scalars = dict(self.scalars)
         tables = {n: t.model_copy(update={"values": dict(t.values)})
                   for n, t in self.tables.items()}
-        frameworks = dict(self.frameworks)
         for name, value in updates.items():
-            if name.startswith("framework["):
-                key = name[len("framework["):-1]
-                frameworks[key] = frameworks[key].model_copy(update={"efficiency": value})
-            elif "[" in name:
+            if "[" in name:
                 table, key = name[:-1].split("[", 1)
                 tables[table].values[key] = value
             else:
                 scalars[name] = scalars[name].model_copy(update={"value": value})
-        return self.model_copy(update={"scalars": scalars, "tables": tables,
-                                       "frameworks": frameworks})
+        return self.model_copy(update={"scalars": scalars, "tables": tables})
 
 
 @cache

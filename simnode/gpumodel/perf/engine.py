@@ -57,6 +57,7 @@ class Engine:
     """What one process can use: SMs, math peaks, memory bandwidth and capacity."""
 
     device: str
+    architecture: str
     mig_profile: str | None
     kind: str
     sms: int
@@ -71,6 +72,10 @@ class Engine:
         """Math peak of this engine in TFLOPS (TOPS): device peak x SM share x sustained clock."""
         full = device(self.device).peak(dtype, sparse)
         return full * self.sm_fraction * self.clock_fraction
+
+    def hbm_bytes_per_s(self, c: PerfConstants) -> float:
+        """Bandwidth framework kernels reach from HBM (data sheet x the architecture's share)."""
+        return self.hbm_gb_per_s * 1e9 * c.by_architecture("hbm_efficiency", self.architecture)
 
     def supports_sparse(self, dtype: Dtype) -> bool:
         return dtype in device(self.device).sparse_dtypes
@@ -98,19 +103,22 @@ def engine(device_name: str, mig_profile: str | None, constants: PerfConstants) 
         raise PerfError(str(err.args[0])) from None
     clock = constants.table("sustained_clock_fraction", spec.name, default=1.0)
     if spec.kind == "cpu":
-        return Engine(device=spec.name, mig_profile=None, kind="cpu", sms=max(spec.cores, 1),
+        return Engine(device=spec.name, architecture=spec.architecture, mig_profile=None,
+                      kind="cpu", sms=max(spec.cores, 1),
                       sm_fraction=1.0, memory_fraction=1.0, clock_fraction=clock,
                       hbm_gb_per_s=spec.hbm_gb_per_s, memory_gb=spec.memory_gb,
                       l2_cache_mib=spec.l2_cache_mib)
     if not mig_profile:
-        return Engine(device=spec.name, mig_profile=None, kind="gpu", sms=spec.sms,
+        return Engine(device=spec.name, architecture=spec.architecture, mig_profile=None,
+                      kind="gpu", sms=spec.sms,
                       sm_fraction=1.0, memory_fraction=1.0, clock_fraction=clock,
                       hbm_gb_per_s=spec.hbm_gb_per_s, memory_gb=spec.memory_gb,
                       l2_cache_mib=spec.l2_cache_mib)
     sms, memory_slices, memory_gb = _slice_shares(spec, mig_profile)
     assert spec.mig is not None
     share = memory_slices / spec.mig.memory_slices
-    return Engine(device=spec.name, mig_profile=mig_profile, kind="gpu", sms=sms,
+    return Engine(device=spec.name, architecture=spec.architecture, mig_profile=mig_profile,
+                  kind="gpu", sms=sms,
                   sm_fraction=sms / spec.sms, memory_fraction=share, clock_fraction=clock,
                   hbm_gb_per_s=spec.hbm_gb_per_s * share, memory_gb=memory_gb,
                   l2_cache_mib=spec.l2_cache_mib * share)

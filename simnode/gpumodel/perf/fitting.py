@@ -60,33 +60,62 @@ def _golden(f: Callable[[float], float], lo: float, hi: float, tol: float = 1e-4
 
 
 def current_value(c: PerfConstants, name: str) -> float:
-    """The value of a fitted constant by its fitting name (``framework[x]``, ``table[key]``)."""
-    if name.startswith("framework["):
-        return c.framework(name[len("framework["):-1])
+    """The value of a fitted constant by its fitting name (``name`` or ``table[key]``)."""
     if "[" in name:
         table, key = name[:-1].split("[", 1)
         return c.table(table, key)
     return c.scalar(name)
 
 
-def fit(rows: Sequence[PublishedRow], c: PerfConstants, rounds: int = 4) -> dict[str, float]:
-    """Fitted values of every fitted constant on its rows (a dict ready for ``with_values``)."""
+def fit(rows: Sequence[PublishedRow], c: PerfConstants, rounds: int = 6) -> dict[str, float]:
+    """Fitted values of every fitted constant on its rows (a dict ready for ``with_values``).
+
+    Each round searches every constant in turn, then along the round's overall
+    move (Powell's acceleration): when two constants trade off along a narrow
+    valley (two efficiencies of one architecture), one-at-a-time search alone
+    creeps along it.
+    """
     chosen = fit_rows(rows, c)
     values = {name: current_value(c, name) for name in c.fitted_names()}
+
+    def at(trial: dict[str, float]) -> float:
+        return loss(chosen, c.with_values(trial))
+
     for _ in range(rounds):
+        start = dict(values)
         for name in list(values):
-            start = values.get(name, 1.0)
-            upper = math.log(min(1.0, start * BOUNDS[1])) if _bounded(name) else \
-                math.log(start * BOUNDS[1])
+            lo, hi = _log_bounds(name, values[name])
 
-            def objective(log_x: float, name: str = name) -> float:
-                trial = c.with_values({**values, name: math.exp(log_x)})
-                return loss(chosen, trial)
+            def objective(log_x: float, name: str = name,
+                          current: dict[str, float] = values) -> float:
+                return at({**current, name: math.exp(log_x)})
 
-            values[name] = math.exp(_golden(objective, math.log(start * BOUNDS[0]), upper))
+            values[name] = math.exp(_golden(objective, lo, hi))
+        values = _along_move(start, values, at)
     return values
 
 
+def _log_bounds(name: str, start: float) -> tuple[float, float]:
+    upper = min(1.0, start * BOUNDS[1]) if _bounded(name) else start * BOUNDS[1]
+    return math.log(start * BOUNDS[0]), math.log(upper)
+
+
+def _along_move(before: dict[str, float], after: dict[str, float],
+                at: Callable[[dict[str, float]], float]) -> dict[str, float]:
+    """The best point on the line through ``before`` and ``after`` (in log space)."""
+    move = {n: math.log(after[n] / before[n]) for n in after}
+    if not any(move.values()):
+        return after
+
+    def point(t: float) -> dict[str, float]:
+        out = {n: after[n] * math.exp(t * move[n]) for n in after}
+        return {n: min(v, 1.0) if _bounded(n) else v for n, v in out.items()}
+
+    t = _golden(lambda t: at(point(t)), -1.0, 4.0, tol=1e-3)
+    best = point(t)
+    return best if at(best) < at(after) else after
+
+
 def _bounded(name: str) -> bool:
-    """Efficiencies and fractions cannot exceed 1."""
-    return name.startswith("framework[") or name.endswith(("efficiency", "fraction]"))
+    """Efficiencies, shares and fractions cannot exceed 1."""
+    return name.split("[", maxsplit=1)[0].endswith(("efficiency", "fraction", "share"))

@@ -21,11 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpumodel.gpus import DeviceSpec, device
 from gpumodel.perf.calibration import PerfConstants, constants
-from gpumodel.perf.collectives import CollectiveTime, collective_time
+from gpumodel.perf.collectives import collective_time
 from gpumodel.perf.engine import Engine, engine, precision
 from gpumodel.perf.errors import PerfError
+from gpumodel.perf.fabric import system_for
 from gpumodel.perf.roofline import StepTime, step_time
 from gpumodel.perf.storage import node_read
+from gpumodel.perf.training import gradient_sync, straggler_factor
 from gpumodel.perf.workloads import WORKLOADS, Context, StepPlan
 
 ParamValue = float | int | str
@@ -130,16 +132,32 @@ def predict_with(request: PerfRequest, c: PerfConstants) -> Prediction:
         raise PerfError(f"unknown framework {framework!r}; known: "
                         f"{', '.join(sorted(c.frameworks))}")
     eng = engine(request.gpu, request.mig_profile, c)
+    _check_node_size(request, eng)
     ctx = Context(engine=eng, precision=precision(request.precision, _spec(request.gpu)),
                   batch=request.batch, seq_len=request.seq_len,
                   gpus_per_node=request.gpus_per_node, nodes=request.nodes,
-                  framework=framework, sparse=request.sparse, params=dict(request.params))
+                  framework=framework, fuses=c.framework(framework).fuses,
+                  sparse=request.sparse, params=dict(request.params))
     plan = entry.build(ctx)
     if request.sparse and not eng.supports_sparse(ctx.precision.math_dtype):
         raise PerfError(f"{request.gpu} has no 2:4 sparse {request.precision} math")
     if request.mig_profile and plan.kind in ("training", "collective") and ctx.gpus > 1:
         raise PerfError("NCCL cannot communicate between MIG instances; use whole GPUs")
     return _assemble(request, framework, ctx, eng, plan, c)
+
+
+def _check_node_size(request: PerfRequest, eng: Engine) -> None:
+    """PerfError when a node is asked for more GPUs (or MIG slices) than its system has."""
+    sys_spec = system_for(request.gpu)
+    if sys_spec is None:
+        return
+    spec = _spec(request.gpu)
+    per_gpu = spec.mig.compute_slices if request.mig_profile and spec.mig else 1
+    most = sys_spec.gpu_count * per_gpu
+    if request.gpus_per_node > most:
+        what = f"{request.mig_profile} slices" if request.mig_profile else "GPUs"
+        raise PerfError(f"gpus_per_node {request.gpus_per_node} exceeds the {most} {what} "
+                        f"of one {sys_spec.name}")
 
 
 def _spec(name: str) -> DeviceSpec:
@@ -151,13 +169,13 @@ def _spec(name: str) -> DeviceSpec:
 
 def _assemble(request: PerfRequest, framework: str, ctx: Context, eng: Engine, plan: StepPlan,
               c: PerfConstants) -> Prediction:
-    efficiency = c.framework(framework)
-    dtype = ctx.precision.math_dtype
-    eager = c.frameworks[framework].eager
-    dispatch_s = c.scalar("eager_dispatch_us") * 1e-6 if eager else 0.0
-    micro = step_time(plan.ops, eng, dtype, request.sparse, efficiency, c, dispatch_s)
     if plan.kind == "collective":
         return _collective(request, framework, ctx, plan, c)
+    fw = c.framework(framework)
+    efficiency = c.tensor_efficiency(_spec(request.gpu).architecture, framework)
+    host_s = fw.host_us_per_kernel * 1e-6
+    micro = step_time(plan.ops, eng, ctx.precision.math_dtype, request.sparse, efficiency, c,
+                      host_s)
     if plan.kind in ("gemm", "stream", "inference"):
         return _single_pass(request, framework, ctx, plan, micro)
     return _training(request, framework, ctx, eng, plan, micro, c)
@@ -190,25 +208,11 @@ def _collective(request: PerfRequest, framework: str, ctx: Context, plan: StepPl
                              request.gpu, c) for call in plan.comm]
     t = sum(x.time_s for x in times)
     busbw = times[0].busbw_gb_per_s if times else 0.0
+    notes = plan.notes + tuple(f"NCCL {x.choice}" for x in times[:1])
     return Prediction(
         request=request, framework=framework, gpus=ctx.gpus, samples_per_step=1.0,
         step_time_s=t, latency_s=t, samples_per_s=1.0 / t if t else 0.0, busbw_gb_per_s=busbw,
-        breakdown=_breakdown(StepTime(), communication_exposed_s=t), notes=plan.notes)
-
-
-def _gradient_sync(plan: StepPlan, backward_s: float, device_name: str,
-                   c: PerfConstants) -> tuple[float, float]:
-    """(exposed, overlapped) seconds of the gradient all-reduce of one optimizer step."""
-    g, n = plan.data_parallel
-    if plan.grad_sync == "none" or g * n <= 1:
-        return 0.0, 0.0
-    full: CollectiveTime = collective_time("allreduce", plan.grad_bytes, g, n, device_name, c)
-    if plan.grad_sync == "after-backward":
-        return full.time_s, 0.0
-    bucket = min(plan.grad_bytes, c.scalar("ddp_bucket_mb") * 1e6)
-    last = collective_time("allreduce", bucket, g, n, device_name, c).time_s
-    hidden = min(full.time_s - last, backward_s)
-    return full.time_s - hidden, hidden
+        breakdown=_breakdown(StepTime(), communication_exposed_s=t), notes=notes)
 
 
 def _training(request: PerfRequest, framework: str, ctx: Context, eng: Engine, plan: StepPlan,
@@ -221,17 +225,20 @@ def _training(request: PerfRequest, framework: str, ctx: Context, eng: Engine, p
         else plan.accumulation_steps
     bubble_s = (plan.pipeline_stages - 1) * micro_s if plan.pipeline_stages > 1 else 0.0
     # Only the last micro-step's backward can hide the all-reduce.
-    exposed, overlapped = _gradient_sync(plan, micro.by_phase_s.get("backward", 0.0),
-                                         request.gpu, c)
-    optimizer = step_time(plan.optimizer_ops, eng, ctx.precision.math_dtype, False, 1.0, c)
+    sync = gradient_sync(plan, micro.by_phase_s.get("backward", 0.0), request.gpu, c)
+    exposed, overlapped = sync.exposed_s, sync.overlapped_s
+    fw = c.framework(framework)
+    optimizer = step_time(plan.optimizer_ops, eng, ctx.precision.math_dtype, False, 1.0, c,
+                          fw.host_us_per_kernel * 1e-6, fw.host_ms_per_step * 1e-3)
     step_s = slots * micro_s + exposed + optimizer.total_s
+    step_s *= straggler_factor(plan.data_parallel[0] * plan.data_parallel[1], c)
     replicas = plan.data_parallel[0] * plan.data_parallel[1]
     samples = plan.samples * plan.accumulation_steps * replicas
     per_node = plan.samples * plan.accumulation_steps * plan.data_parallel[0]
-    storage_gb_per_s = ctx.params.get("storage_gb_per_s")
+    storage_gb_per_s = ctx.number("storage_gb_per_s", 0.0, minimum=1e-6) \
+        if "storage_gb_per_s" in ctx.params else None
     read = node_read(per_node * plan.input_bytes_per_sample, request.gpu, request.epoch,
-                     plan.dataset_gb,
-                     None if storage_gb_per_s is None else float(storage_gb_per_s), c)
+                     plan.dataset_gb, storage_gb_per_s, c)
     io_exposed = max(0.0, read.time_s - step_s)
     step_s += io_exposed
     steps = plan.accumulation_steps

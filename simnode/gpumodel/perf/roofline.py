@@ -7,21 +7,21 @@ over the operators of a step captures all three, and a MIG slice or a smaller
 batch changes exactly the terms physics says it should.
 
 Size-dependent efficiency comes from the grid, not from a curve: a GEMM is cut
-into 128x128 output tiles, spread in waves over the SMs (split along K when
-there are fewer tiles than SMs), and the last, partly filled wave costs a whole
-wave. That is why a small batch leaves most of a full A100 idle while a 14-SM
-slice stays busy.
+into thread-block tiles spread in waves over the SMs, with the tile shape and
+split-K chosen per problem as the library does (:mod:`gpumodel.perf.tiling`).
+That is why a small batch leaves most of a full A100 idle while a 14-SM slice
+stays busy.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from gpumodel.gpus import Dtype
 from gpumodel.perf.calibration import PerfConstants
 from gpumodel.perf.engine import Engine
+from gpumodel.perf.tiling import GemmMachine, best_tiling
 
 Phase = Literal["forward", "backward", "optimizer", "other"]
 
@@ -34,7 +34,7 @@ class Op:
     """One kernel (or ``count`` identical kernels) of a step on one device.
 
     ``flops`` and ``bytes`` are per kernel. A GEMM carries its shape
-    (``m`` x ``n`` x ``k``, ``batch`` independent problems) for wave quantization;
+    (``m`` x ``n`` x ``k``, ``batch`` independent problems) for the tiling choice;
     other kernels carry ``m == 0`` and are timed by their bytes. ``sparse_ok``
     marks a GEMM whose weights may be 2:4 sparse (never activation x activation).
     """
@@ -88,58 +88,69 @@ class StepTime:
         self.flops += op.flops * op.count
 
 
-def gemm_utilization(m: int, n: int, k: int, batch: int, sms: int, c: PerfConstants) -> float:
-    """Share of the engine's math peak a GEMM's grid can use (tile padding x wave fill)."""
-    tile = int(c.scalar("gemm_tile"))
-    tiles_m, tiles_n = math.ceil(m / tile), math.ceil(n / tile)
-    padding = (m * n) / (tiles_m * tiles_n * tile * tile)
-    tiles = tiles_m * tiles_n * batch
-    split = 1
-    if tiles < sms:
-        split = max(1, min(sms // tiles, k // int(c.scalar("split_k_min_depth"))))
-    work = tiles * split
-    waves = math.ceil(work / sms)
-    return padding * work / (waves * sms)
+def gemm_machine(eng: Engine, dtype: Dtype, sparse: bool, efficiency: float,
+                 c: PerfConstants) -> GemmMachine:
+    """What :mod:`gpumodel.perf.tiling` needs to choose a GEMM's tiling on ``eng``."""
+    tensor = dtype not in SIMT_DTYPES
+    rate = eng.peak_tflops(dtype, sparse) * 1e12 * efficiency
+    partial = eng.hbm_bytes_per_s(c)
+    return GemmMachine(sms=eng.sms, flops_per_s=rate, tensor=tensor,
+                       partial_bytes_per_s=partial)
+
+
+def math_time(op: Op, eng: Engine, dtype: Dtype, sparse: bool, efficiency: float,
+              c: PerfConstants) -> float:
+    """Seconds of math of one ``op`` kernel: the best tiling for a GEMM, else its FLOPs at rate.
+
+    ``efficiency`` is the kernel library's share of the tensor-core peak; math on
+    CUDA cores (or a CPU) runs at the SIMT efficiency instead.
+    """
+    if dtype in SIMT_DTYPES or eng.kind == "cpu":
+        efficiency = c.scalar("simt_efficiency")
+    use_sparse = sparse and op.sparse_ok and eng.supports_sparse(dtype)
+    if op.m and eng.kind == "gpu":
+        mach = gemm_machine(eng, dtype, use_sparse, efficiency, c)
+        # An op may do more (two chained GEMMs in fused attention) or less (Winograd)
+        # math than its tiled shape: scale the tiled time by the ratio.
+        shape_flops = 2.0 * op.m * op.n * op.k * op.batch
+        tiled_s = best_tiling(op.m, op.n, op.k, op.batch, mach, c).time_s
+        return tiled_s * (op.flops / shape_flops)
+    return op.flops / (eng.peak_tflops(dtype, use_sparse) * 1e12 * efficiency)
 
 
 def op_time(op: Op, eng: Engine, dtype: Dtype, sparse: bool, efficiency: float,
-            c: PerfConstants, dispatch_s: float = 0.0) -> OpTime:
-    """Roofline time of ``op``: ``count * (max(compute, memory) + kernel overhead)``.
-
-    ``efficiency`` is the framework's share of the tensor-core peak; math on CUDA
-    cores runs at the SIMT efficiency instead, whatever the framework.
-    """
-    bandwidth = eng.hbm_gb_per_s * 1e9 * c.scalar("hbm_efficiency")
+            c: PerfConstants) -> OpTime:
+    """Roofline time of ``op``: ``count * (max(math, memory) + kernel overhead)`` on the GPU."""
+    bandwidth = eng.hbm_bytes_per_s(c)
     hbm_bytes = op.bytes
     if op.reuse_bytes and op.bytes <= eng.l2_cache_mib * 2**20:
         hbm_bytes -= op.reuse_bytes  # its inputs were just written and are still in L2
     memory_s = hbm_bytes / bandwidth
-    compute_s = 0.0
-    if op.flops and op.math:
-        if dtype in SIMT_DTYPES or eng.kind == "cpu":
-            efficiency = c.scalar("simt_efficiency")
-        peak = eng.peak_tflops(dtype, sparse and op.sparse_ok and eng.supports_sparse(dtype))
-        utilization = 1.0
-        if op.m and eng.kind == "gpu":
-            utilization = gemm_utilization(op.m, op.n, op.k, op.batch, eng.sms, c)
-        compute_s = op.flops / (peak * 1e12 * efficiency * utilization)
-    overhead_s = c.scalar("kernel_overhead_us") * 1e-6
-    # An eager framework's host thread needs dispatch_s per kernel; a GPU kernel
-    # shorter than that leaves the GPU waiting for the next launch.
-    busy_s = max(compute_s, memory_s)
-    if busy_s + overhead_s < dispatch_s:
-        overhead_s = dispatch_s - busy_s
+    compute_s = math_time(op, eng, dtype, sparse, efficiency, c) if op.flops and op.math \
+        else 0.0
+    overhead_s = c.scalar("kernel_overhead_us") * 1e-6 * op.count
     if compute_s >= memory_s:
-        return OpTime(compute_s * op.count, 0.0, overhead_s * op.count)
-    return OpTime(0.0, memory_s * op.count, overhead_s * op.count)
+        return OpTime(compute_s * op.count, 0.0, overhead_s)
+    return OpTime(0.0, memory_s * op.count, overhead_s)
 
 
 def step_time(ops: tuple[Op, ...], eng: Engine, dtype: Dtype, sparse: bool, efficiency: float,
-              c: PerfConstants, dispatch_s: float = 0.0) -> StepTime:
-    """Sum of :func:`op_time` over ``ops``."""
+              c: PerfConstants, host_s_per_kernel: float = 0.0,
+              host_s_fixed: float = 0.0) -> StepTime:
+    """Sum of :func:`op_time` over ``ops``, waiting for the host where it launches too slowly.
+
+    An eager framework's host thread spends ``host_s_per_kernel`` launching each
+    kernel into CUDA's asynchronous queue (and ``host_s_fixed`` once per pass),
+    so the host runs ahead while kernels are long and the GPU idles when they
+    are short: the pass takes the longer of the GPU's busy time and the host's
+    time (the excess counts as overhead).
+    """
     total = StepTime()
     for op in ops:
-        total.add(op, op_time(op, eng, dtype, sparse, efficiency, c, dispatch_s))
+        total.add(op, op_time(op, eng, dtype, sparse, efficiency, c))
+    host_s = host_s_per_kernel * sum(op.count for op in ops) + host_s_fixed
+    if host_s > total.total_s:
+        total.overhead_s += host_s - total.total_s
     return total
 
 

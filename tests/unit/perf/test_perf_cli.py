@@ -14,9 +14,9 @@ from dgxsim.cli import main
 def test_validate_json_has_mape_and_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(COMMITTED_CSV), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["mape"] <= 10
+    assert out["mape"] <= 5
     assert {"id", "predicted", "published", "error_pct"} <= set(out["rows"][0])
-    assert len(out["rows"]) == 30 and out["unpredictable"] == []
+    assert len(out["rows"]) == 34 and out["unpredictable"] == []
 
 
 def test_validate_lists_unpredictable_rows(tmp_path: Path,
@@ -76,3 +76,25 @@ def test_predict_errors_are_one_line(args: list[str], message: str,
     assert main(["predict", "--workload", "bert-large-inference", *args]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("workload", "args", "flag"), [
+    ("gemm", ["--param", "m=nan"], "--param m=nan"),
+    ("gemm", ["--param", "m=inf"], "--param m=inf"),
+    ("gemm", ["--param", "m=1e308"], "--param m="),
+    ("gemm", ["--param", "k=0"], "--param k="),
+    ("allreduce", ["--param", "bytes=-1", "--gpus-per-node", "8"], "--param bytes="),
+    ("allreduce", ["--param", "bytes=1e308", "--gpus-per-node", "8"], "--param bytes="),
+    ("allreduce", ["--gpus-per-node", "9"], "--gpus-per-node"),
+    ("bert-large-inference", ["--mig-profile", "1g.5gb", "--gpus-per-node", "57"],
+     "--gpus-per-node"),
+    ("gemm", ["--nodes", "0"], "--nodes"),
+])
+def test_bad_numbers_are_refused_naming_the_flag(workload: str, args: list[str], flag: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "--workload", workload, "--gpu", "a100-40gb", "--precision", "fp16",
+                 *args]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert flag in captured.err and captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err

@@ -1,4 +1,5 @@
-"""NCCL's bus-bandwidth definitions and the fabric figures, checked by hand."""
+"""NCCL's bus-bandwidth definitions, its algorithm and protocol choice, and the fabric figures,
+checked by hand."""
 
 from __future__ import annotations
 
@@ -32,22 +33,39 @@ def test_fabrics_come_from_the_specs_and_nccl_link_figures() -> None:
     assert fabric("t4", c).intra_hop == "pcie"
 
 
-def test_ring_allreduce_time_by_hand() -> None:
+def test_ring_simple_allreduce_by_hand() -> None:
     c = constants()
-    size = 1 * GIB
+    size = 1 * GIB  # large: NCCL runs Simple, its full-bandwidth protocol
     t = collective_time("allreduce", size, 8, 1, "a100-40gb", c)
-    alpha = (8.4 + 2 * 7 * 3.4) * 1e-6
-    assert t.time_s == pytest.approx(alpha + 2 * 7 / 8 * size / 240e9)
+    assert t.choice == "ring/simple"
+    assert t.time_s == pytest.approx((8.4 + 2 * 7 * 3.4) * 1e-6 + 2 * 7 / 8 * size / 240e9)
 
 
-def test_hierarchical_allreduce_by_hand() -> None:
+def test_small_messages_take_the_low_latency_protocol() -> None:
     c = constants()
-    size, g, n = 1 * GIB, 8, 4
-    nic = fabric("a100-40gb", c).inter_gb_per_s * 1e9
-    intra = (8.4 + 7 * 3.4) * 1e-6 + 7 / 8 * size / 240e9
-    inter = (8.4 + 2 * 3 * 14.0) * 1e-6 + 2 * 3 / 4 * (size / g) / nic
+    t = collective_time("allreduce", 8, 8, 1, "a100-40gb", c)
+    assert t.choice == "ring/ll"
+    assert t.time_s == pytest.approx((6.6 + 14 * 0.6) * 1e-6, rel=0.01)
+
+
+def test_across_nodes_the_ring_runs_at_the_nodes_nics() -> None:
+    c = constants()
+    size, g, n = 4 * GIB, 8, 2
+    nics = 8 * fabric("a100-40gb", c).nic_gb_per_s  # eight rails, one per GPU
     t = collective_time("allreduce", size, g, n, "a100-40gb", c)
-    assert t.time_s == pytest.approx(2 * intra + inter)
+    # 30 steps round a 16-rank ring that crosses the network on 2 of its 16 links: 4 of them
+    steps, net = 2 * 15, 4
+    latency = (8.4 + (steps - net) * 3.4 + net * 14.0) * 1e-6
+    assert t.choice == "ring/simple"
+    assert t.time_s == pytest.approx(latency + 2 * 15 / 16 * size / (nics * 1e9))
+    assert 185 < t.busbw_gb_per_s < 195  # DGX A100 clusters measure about 190 GB/s
+
+
+def test_small_messages_across_many_nodes_take_the_tree() -> None:
+    t = collective_time("allreduce", 1024, 8, 32, "a100-40gb", constants())
+    assert t.choice == "tree/ll"
+    assert t.time_s == pytest.approx((6.8 + 2 * (7 * 0.6 + 5 * 5.0)) * 1e-6, rel=0.01)
+    assert t.time_s < 100e-6
 
 
 def test_large_message_busbw_approaches_link_bandwidth() -> None:
@@ -58,19 +76,12 @@ def test_large_message_busbw_approaches_link_bandwidth() -> None:
                                               rel=0.01)
 
 
-def test_small_messages_are_latency_bound() -> None:
-    small = predict_job("allreduce", "a100-40gb", gpus_per_node=8, precision="fp32",
-                        params={"bytes": 8})
-    assert small.step_time_s == pytest.approx((8.4 + 14 * 3.4) * 1e-6, rel=0.01)
-    assert small.busbw_gb_per_s is not None and small.busbw_gb_per_s < 0.01
-
-
 def test_more_nodes_slow_an_allreduce_down_but_only_to_the_nic() -> None:
     one = predict_job("allreduce", "a100-40gb", gpus_per_node=8, precision="fp32")
     many = predict_job("allreduce", "a100-40gb", gpus_per_node=8, nodes=16, precision="fp32")
     assert many.step_time_s > one.step_time_s
-    # per-GPU rails: the cross-node stage carries only 1/8 of the buffer per NIC
-    assert many.busbw_gb_per_s is not None and many.busbw_gb_per_s > 100
+    # eight rails per node: the ring stays near the NICs' 8 x 24 GB/s at 16 nodes
+    assert many.busbw_gb_per_s is not None and many.busbw_gb_per_s > 170
 
 
 @pytest.mark.parametrize("kind", ["allgather", "reducescatter", "alltoall"])

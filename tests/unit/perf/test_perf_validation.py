@@ -1,4 +1,4 @@
-"""The acceptance figures: every published row predicted, MAPE <= 10%, no row worse than 20%."""
+"""The acceptance figures: every published row predicted, MAPE <= 5%, no row worse than 10%."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from perf_rows import COMMITTED_CSV, SHARED_CSV, load_rows
 from gpumodel.perf.calibration import constants
 from gpumodel.perf.validation import PublishedRow, validate
 
-MAPE_LIMIT_PCT = 10.0
-ROW_LIMIT_PCT = 20.0
+MAPE_LIMIT_PCT = 5.0
+ROW_LIMIT_PCT = 10.0
 SCALING_LIMIT_PCT = 10.0
 
 

@@ -9,6 +9,7 @@ from first principles: no workload may contain a measured result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,6 +18,11 @@ from gpumodel.perf.collectives import Collective
 from gpumodel.perf.engine import Engine, Precision
 from gpumodel.perf.errors import PerfError
 from gpumodel.perf.roofline import Op
+
+# Integer parameters are sizes a CUDA library takes as 32-bit ints (GEMM dimensions);
+# other numbers (bytes, GB) stay below a petabyte.
+MAX_DIMENSION = 2**31 - 1
+MAX_PARAMETER = 1e15
 
 GradSync = Literal["none", "overlapped", "after-backward"]
 PlanKind = Literal["training", "inference", "gemm", "stream", "collective"]
@@ -45,6 +51,8 @@ class Context:
     gpus_per_node: int
     nodes: int
     framework: str
+    fuses: bool
+    """The framework is an inference engine that builds the fused graph."""
     sparse: bool
     params: Mapping[str, ParamValue]
 
@@ -52,17 +60,26 @@ class Context:
     def gpus(self) -> int:
         return self.gpus_per_node * self.nodes
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, minimum: float = 0.0,
+               maximum: float = MAX_PARAMETER) -> float:
+        """A numeric parameter; PerfError unless it is finite and within [minimum, maximum]."""
         value = self.params.get(name, default)
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise PerfError(f"parameter {name}={value!r} is not a number") from None
+        if not math.isfinite(number) or not minimum <= number <= maximum:
+            raise PerfError(f"parameter {name}={value!r} must be a finite number in "
+                            f"{minimum:.15g}..{maximum:.15g}")
+        return number
 
-    def integer(self, name: str, default: int, minimum: int = 1) -> int:
-        value = self.number(name, default)
-        if value != int(value) or value < minimum:
-            raise PerfError(f"parameter {name}={value:g} must be an integer >= {minimum}")
+    def integer(self, name: str, default: int, minimum: int = 1,
+                maximum: int = MAX_DIMENSION) -> int:
+        """An integer parameter (a GEMM dimension, a layer count) within [minimum, maximum]."""
+        value = self.number(name, default, minimum=minimum, maximum=maximum)
+        if value != int(value):
+            raise PerfError(f"parameter {name}={value:g} must be an integer in "
+                            f"{minimum}..{maximum}")
         return int(value)
 
     def text(self, name: str, default: str) -> str:

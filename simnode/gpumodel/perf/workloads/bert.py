@@ -54,7 +54,13 @@ def parameters() -> int:
 
 
 def default_batch(ctx: Context, seq: int, training: bool, cap: int = 64) -> int:
-    """Largest power of two (<= ``cap``) whose activations and states fit in memory."""
+    """Largest power of two (<= ``cap``) whose activations and states fit in memory.
+
+    Training keeps a third of the free memory in reserve for the caching
+    allocator's fragmentation and backward's transient peak (the gradients
+    being formed beside the saved activations), and counts the MLM logits with
+    their fp32 log-softmax and gradient per sample.
+    """
     if ctx.batch:
         return ctx.batch
     a = ctx.precision.activation_bytes
@@ -64,7 +70,10 @@ def default_batch(ctx: Context, seq: int, training: bool, cap: int = 64) -> int:
     room = 0.9 * ctx.engine.memory_gb * 1e9 - states
     if room < per_sample:
         raise PerfError(f"BERT-Large does not fit in {ctx.engine.memory_gb:.1f} GB")
-    fits = int(room // per_sample)
+    if training:
+        per_sample += seq * VOCAB * (a + 8)  # logits, fp32 log-softmax and its gradient
+        room /= 1.5
+    fits = max(1, int(room // per_sample))
     return min(cap, 1 << int(math.log2(fits)))
 
 
@@ -163,22 +172,27 @@ def build_squad_finetune(ctx: Context) -> StepPlan:
                     input_bytes_per_sample=seq * TOKEN_INPUT_BYTES, dataset_gb=0.5)
 
 
+def _inference_ops(ctx: Context, x: TransformerShape) -> list[Op]:
+    """Forward kernels: TensorRT's fused layers for an inference engine, else the eager ones."""
+    a = ctx.precision.activation_bytes
+    if ctx.fuses:
+        ops = [elementwise("embedding_layernorm", x.tokens * x.hidden, a, reads=3)]
+        return ops + repeat(fused_layer(x, a), x.layers)
+    return _embeddings(x, a) + repeat(eager_layer(x, a), x.layers)
+
+
 def build_squad_inference(ctx: Context) -> StepPlan:
-    """SQuAD inference in the training framework (eager kernels, seq 384)."""
+    """SQuAD inference (seq 384): eager kernels in a training framework, fused in TensorRT."""
     seq = ctx.seq_len or 384
     batch = default_batch(ctx, seq, training=False, cap=8)
     x = shape(ctx, 384, batch)
-    a = ctx.precision.activation_bytes
-    ops = _embeddings(x, a) + repeat(eager_layer(x, a), x.layers)
-    ops.append(gemm("span_head", x.tokens, 2, x.hidden, a))
+    ops = _inference_ops(ctx, x)
+    ops.append(gemm("span_head", x.tokens, 2, x.hidden, ctx.precision.activation_bytes))
     return StepPlan(kind="inference", ops=tuple(ops), samples=batch)
 
 
 def build_trt_inference(ctx: Context) -> StepPlan:
-    """TensorRT-style fused BERT-Large encoder (seq 128, batch 1 by default)."""
+    """BERT-Large encoder inference (seq 128, batch 1 by default), fused under TensorRT."""
     batch = ctx.batch or 1
     x = shape(ctx, 128, batch)
-    a = ctx.precision.activation_bytes
-    ops = [elementwise("embedding_layernorm", x.tokens * x.hidden, a, reads=3)]
-    ops += repeat(fused_layer(x, a), x.layers)
-    return StepPlan(kind="inference", ops=tuple(ops), samples=batch)
+    return StepPlan(kind="inference", ops=tuple(_inference_ops(ctx, x)), samples=batch)

@@ -29,7 +29,7 @@ def build_gemm(ctx: Context) -> StepPlan:
 def build_stream(ctx: Context) -> StepPlan:
     """An elementwise ``y = a * x`` kernel (one read, one write); metric GB/s moved."""
     default_bytes = DEFAULT_STREAM_ELEMENTS * ctx.precision.activation_bytes * 2
-    total_bytes = ctx.number("bytes", default_bytes)
+    total_bytes = ctx.number("bytes", default_bytes, minimum=1)
     op = Op(name="stream", flops=0.0, bytes=total_bytes, math=False, reuse_bytes=total_bytes / 2)
     return StepPlan(kind="stream", ops=(op,), work_bytes=total_bytes)
 
@@ -38,7 +38,7 @@ def collective_builder(kind: Collective) -> Builder:
     """A builder for ``kind`` over all GPUs of the request (``bytes`` param, default 4 GiB)."""
 
     def build(ctx: Context) -> StepPlan:
-        size = ctx.number("bytes", DEFAULT_COLLECTIVE_BYTES)
+        size = ctx.number("bytes", DEFAULT_COLLECTIVE_BYTES, minimum=1)
         call = CommCall(kind=kind, bytes=size, gpus_per_node=ctx.gpus_per_node,
                         nodes=ctx.nodes)
         return StepPlan(kind="collective", ops=(), comm=(call,), work_bytes=size)
@@ -49,7 +49,7 @@ def collective_builder(kind: Collective) -> Builder:
 
 def build_ib_link(ctx: Context) -> StepPlan:
     """One HDR link between two nodes: an all-reduce between one GPU on each (busbw = link)."""
-    size = ctx.number("bytes", DEFAULT_COLLECTIVE_BYTES)
+    size = ctx.number("bytes", DEFAULT_COLLECTIVE_BYTES, minimum=1)
     nodes = max(ctx.nodes, 2)
     call = CommCall(kind="allreduce", bytes=size, gpus_per_node=1, nodes=nodes)
     return StepPlan(kind="collective", ops=(), comm=(call,), work_bytes=size,
@@ -58,6 +58,6 @@ def build_ib_link(ctx: Context) -> StepPlan:
 
 def build_copy(ctx: Context) -> StepPlan:
     """A device-to-device copy of ``bytes`` (default 1 GiB): one read and one write per byte."""
-    size = ctx.number("bytes", 2**30)
+    size = ctx.number("bytes", 2**30, minimum=1)
     op = elementwise("copy", size, 1.0)
     return StepPlan(kind="stream", ops=(op,), work_bytes=2 * size)

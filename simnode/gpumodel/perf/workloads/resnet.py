@@ -181,19 +181,46 @@ def build_train(ctx: Context) -> StepPlan:
                     dataset_gb=ctx.number("dataset_gb", IMAGENET_GB))
 
 
-def build_inference(ctx: Context) -> StepPlan:
-    """Forward only, batch-norm folded into the convolutions, ReLU in their epilogue."""
-    batch = ctx.batch or 256
-    a = ctx.precision.activation_bytes
+def _fused_inference_ops(batch: int, a: float) -> list[Op]:
+    """An inference engine's graph: batch-norm folded into the weights, bias, ReLU and the
+    residual add in each convolution's epilogue."""
     ops: list[Op] = []
     for conv in convolutions():
         m = batch * conv.size_out * conv.size_out
         k = conv.c_in * conv.kernel * conv.kernel
         in_elems = batch * conv.size_in * conv.size_in * conv.c_in
+        residual = 0 if conv.bn_relu else m * conv.c_out  # conv3 reads the shortcut
         ops.append(Op(name=conv.name, flops=2.0 * m * conv.c_out * k,
-                      bytes=(in_elems + m * conv.c_out + k * conv.c_out) * a,
+                      bytes=(in_elems + m * conv.c_out + residual + k * conv.c_out) * a,
                       m=m, n=conv.c_out, k=k, sparse_ok=True))
-        if not conv.bn_relu:
-            ops.append(elementwise(conv.name + ".add_relu", m * conv.c_out, a, reads=2))
+    return ops
+
+
+def _eager_inference_ops(batch: int, a: float, nchw: bool) -> list[Op]:
+    """An eager framework's graph: each convolution, then batch-norm, ReLU and the add as kernels
+    of their own (and layout transposes around tensor-core convolutions in NCHW)."""
+    ops: list[Op] = []
+    for conv in convolutions():
+        fwd = [op for op in _conv_ops(conv, batch, a, first=True, nchw=nchw, winograd=False)
+               if op.phase == "forward"]
+        elems = batch * conv.size_out * conv.size_out * conv.c_out
+        # eval-mode batch-norm: one normalising pass, no statistics pass
+        ops += [elementwise(op.name, elems, a) if op.name.endswith(".bn") else op for op in fwd]
+        if not conv.bn_relu and not conv.name.endswith("downsample"):
+            ops += [elementwise(conv.name + ".add", elems, a, reads=2),
+                    elementwise(conv.name + ".add_relu", elems, a)]
+    return ops
+
+
+def build_inference(ctx: Context) -> StepPlan:
+    """Forward only: fused under an inference engine, kernel by kernel in an eager framework."""
+    batch = ctx.batch or 256
+    a = ctx.precision.activation_bytes
+    if ctx.fuses:
+        ops = _fused_inference_ops(batch, a)
+    else:
+        layout = ctx.text("layout", "nchw" if ctx.framework.startswith("pytorch") else "nhwc")
+        simt = ctx.precision.math_dtype in ("fp32", "fp64")
+        ops = _eager_inference_ops(batch, a, layout == "nchw" and not simt)
     ops += _stem_and_head(batch, a, training=False)
     return StepPlan(kind="inference", ops=tuple(ops), samples=batch)
