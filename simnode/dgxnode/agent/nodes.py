@@ -97,7 +97,11 @@ class NodeController:
         await self._sync()
         # Changes may be committed from worker threads; the flag lives on this loop.
         loop = asyncio.get_running_loop()
-        self.sim.subscribe(lambda _event: loop.call_soon_threadsafe(self.mark_dirty))
+
+        def changed(_event: object) -> None:
+            loop.call_soon_threadsafe(self.mark_dirty)
+
+        self.sim.subscribe(changed)
         self._tasks = [asyncio.create_task(self._status_loop(), name=f"status {self.name}")]
         if self.devices is not None:
             self._tasks.append(asyncio.create_task(self._lease_loop(), name=f"lease {self.name}"))

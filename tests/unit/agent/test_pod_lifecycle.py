@@ -260,7 +260,7 @@ async def test_one_pods_failure_leaves_the_others_running(setup: Any) -> None:
 async def test_a_plugin_error_on_allocate_becomes_a_device_allocation_error(
         tmp_path: Path) -> None:
     class Stub:
-        async def Allocate(self, request: Any, timeout: float) -> Any:  # noqa: N802
+        async def Allocate(self, request: Any, timeout: float) -> Any:
             raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(),
                                        grpc.aio.Metadata(), details="device on fire")
 
