@@ -29,7 +29,8 @@ def preferred(available: Sequence[InventoryDevice], must_include: Sequence[Inven
     must_ids = {d.id for d in must_include}
     avail_ids = {d.id for d in available}
     if not must_ids <= avail_ids:
-        raise DeviceRequestError(f"must-include devices not available: {sorted(must_ids - avail_ids)}")
+        missing = sorted(must_ids - avail_ids)
+        raise DeviceRequestError(f"must-include devices not available: {missing}")
     if size < len(must_ids):
         raise DeviceRequestError(f"allocation size {size} is smaller than the "
                               f"{len(must_ids)} must-include devices")

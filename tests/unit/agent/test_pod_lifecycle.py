@@ -33,7 +33,7 @@ JSON = dict[str, Any]
 NODE = "dgx-0"
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """What the fake API server raises: an answer with an HTTP status."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -54,7 +54,7 @@ class FakeKube:
         for i, (c, p, status) in enumerate(self.refuse):
             if c == call and (p is None or p == phase):
                 del self.refuse[i]
-                raise Refused(status, f"{call} refused")
+                raise RefusedError(status, f"{call} refused")
 
     async def patch_pod(self, namespace: str, name: str, patch: JSON) -> JSON:
         self._maybe_refuse("patch_pod", None)
