@@ -72,6 +72,10 @@ class PartitionMemory(BaseModel):
     failed: dict[str, float] = {}
     inflight: dict[str, str] = {}
     """node -> the config the operator asked for and is waiting on."""
+    seen: dict[str, float] = {}
+    """request key -> when the partitioner first saw it waiting."""
+    primed: bool = False
+    """A first round has run: requests new after it are timed from when they were seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +399,7 @@ def plan_partitions(nodes: Sequence[NodeView], requests: Sequence[Request],
                     policy: DynamicPolicy = DynamicPolicy()) -> PartitionPlan:
     """Decide the dynamic nodes' next layouts for the pending ``requests`` (module doc)."""
     memory = observe(memory, nodes, now, policy)
+    requests, memory = first_seen(requests, memory, now)
     settled = settled_requests(requests, now, policy)
     demand = Counter[str]()
     for req in settled:
@@ -437,6 +442,22 @@ def plan_partitions(nodes: Sequence[NodeView], requests: Sequence[Request],
                                        "inflight": inflight})
     return PartitionPlan(decisions=tuple(decisions), memory=memory, demand=dict(demand),
                          unmet=dict(leftover), waiting=waiting)
+
+
+def first_seen(requests: Sequence[Request], memory: PartitionMemory, now: float
+               ) -> tuple[list[Request], PartitionMemory]:
+    """Each request timed from when the partitioner first saw it, if that is later.
+
+    Creation timestamps have one-second resolution, so a pod created a moment
+    ago can look almost a second old, and a burst of pods that straddles a second
+    looks settled after its first half. Settling on what this partitioner has
+    itself seen is exact. In the first round after a start the timestamps are all
+    there is (those requests were waiting before the partitioner looked).
+    """
+    seen = {r.key: memory.seen.get(r.key, now if memory.primed else r.since)
+            for r in requests}
+    timed = [replace(r, since=max(r.since, seen[r.key])) for r in requests]
+    return timed, memory.model_copy(update={"seen": seen, "primed": True})
 
 
 def settled_requests(requests: Sequence[Request], now: float, policy: DynamicPolicy

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from collections import Counter
 from functools import cache
 
@@ -125,19 +127,40 @@ def test_a_node_waits_for_its_change_and_is_rate_limited() -> None:
     plan = plan_partitions([blank_node()], requests("1g.5gb", 1), PartitionMemory(), NOW,
                            policy)
     (decision,) = plan.decisions
+    # The next request has been waiting since NOW, as far as the partitioner saw.
+    memory = plan.memory.model_copy(update={"seen": {
+        **plan.memory.seen, **{r.key: NOW for r in requests("2g.10gb", 1)}}})
     labels = {**DYNAMIC, "nvidia.com/mig.config": decision.config_name,
               "nvidia.com/mig.config.state": "pending"}
     pending = NodeView(name="dgx-0", device="a100-40gb", gpus=blank_node().gpus,
                        labels=labels)
-    again = plan_partitions([pending], requests("2g.10gb", 1), plan.memory, NOW + 20, policy)
+    again = plan_partitions([pending], requests("2g.10gb", 1), memory, NOW + 20, policy)
     assert again.decisions == ()
     assert again.waiting["dgx-0"].startswith("waiting for dgxsim-dynamic-dgx-0-")
     done = NodeView(name="dgx-0", device="a100-40gb", gpus=blank_node().gpus,
                     labels={**labels, "nvidia.com/mig.config.state": "success"})
-    limited = plan_partitions([done], requests("2g.10gb", 1), plan.memory, NOW + 5, policy)
+    limited = plan_partitions([done], requests("2g.10gb", 1), memory, NOW + 5, policy)
     assert limited.decisions == () and limited.waiting == {"dgx-0": "rate limited"}
-    assert plan_partitions([done], requests("2g.10gb", 1), plan.memory, NOW + 11,
+    assert plan_partitions([done], requests("2g.10gb", 1), memory, NOW + 11,
                            policy).decisions != ()
+
+
+def test_a_request_settles_from_when_the_partitioner_first_saw_it() -> None:
+    """Creation times have one-second resolution: a pod created a moment ago can look
+    almost a second old. After the first round, new demand counts from when it was
+    seen, so a burst straddling a second boundary is taken whole."""
+    policy = DynamicPolicy(settle_s=0.5)
+    first = plan_partitions([blank_node()], [], PartitionMemory(), NOW, policy)
+    early = requests("1g.5gb", 9)
+    looks_old = [replace(r, since=NOW - 0.9) for r in early]
+    seen = plan_partitions([blank_node()], looks_old, first.memory, NOW + 0.1, policy)
+    assert seen.decisions == (), "just seen: not settled, whatever its timestamp says"
+    late = [replace(r, key=f"late-{r.key}", since=NOW + 0.1) for r in requests("3g.20gb", 2)]
+    whole = plan_partitions([blank_node()], looks_old + late, seen.memory, NOW + 0.7, policy)
+    assert whole.decisions == (), "the burst goes on: wait"
+    done = plan_partitions([blank_node()], looks_old + late, whole.memory, NOW + 1.3, policy)
+    (decision,) = done.decisions
+    assert sum(decision.serves.values()) == 11
 
 
 def test_a_failed_change_backs_off() -> None:
