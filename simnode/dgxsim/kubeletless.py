@@ -38,9 +38,8 @@ from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
 from gpumodel.labels import leaf_switch
-from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system
-from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, LEAF_SWITCH, MigStrategy
+from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, LEAF_SWITCH, MigStrategy
 
 log = logging.getLogger(__name__)
 

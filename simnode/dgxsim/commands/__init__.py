@@ -1,10 +1,19 @@
-"""Command groups of the ``dgxsim`` CLI and what they share."""
+"""Command groups of the ``dgxsim`` CLI and what they share.
+
+Every command module is imported to build the parser, for ``--help`` as for a
+prediction, so a module's top level imports only what registering its parsers
+needs; what a command needs to run (the Kubernetes clients, the node, the
+performance model, matplotlib) is imported inside the function that runs it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+from typing import Any
+
+PLOT_EXTRA_HINT = "pip install 'dgxsim[plot]'"
 
 
 class CommandError(Exception):
@@ -62,3 +71,17 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, imported when a picture
+    is drawn; matplotlib is the optional ``plot`` extra, so say how to get it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CommandError("drawing needs matplotlib, which is not installed: "
+                           f"{PLOT_EXTRA_HINT}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

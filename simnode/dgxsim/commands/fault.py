@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dgxnode.errors import SimnodeError
-from dgxnode.node import SimNode
-from dgxnode.store import NodeStore
 from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
+
+if TYPE_CHECKING:
+    from dgxnode.node import SimNode
 
 XIDS = {
     48: "double-bit ECC error",
@@ -56,6 +56,10 @@ def _target(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> SimNode:
+    from dgxnode.errors import SimnodeError
+    from dgxnode.node import SimNode
+    from dgxnode.store import NodeStore
+
     root = state_dir_of(args)
     path: Path = root / "nodes" / args.node if args.node else root
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dgxnode import nvidia_smi
 from dgxsim.commands import default_state_dir
 
 
@@ -25,6 +24,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_nvidia_smi(args: argparse.Namespace) -> int:
+    from dgxnode import nvidia_smi
+
     smi_args = list(args.smi_args)
     if not any(a == "--state-dir" or a.startswith("--state-dir=") for a in smi_args):
         smi_args = ["--state-dir", str(default_state_dir()), *smi_args]

@@ -14,8 +14,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from dgxsim.commands import CommandError, add_namespace, namespace_of
 
 
@@ -35,6 +33,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from migoperator.main import run
     from migoperator.settings import OperatorSettings
 

@@ -13,19 +13,18 @@ import argparse
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from dgxsim.commands import CommandError, pyplot
 
-from dgxsim.commands import CommandError
-from gpumodel.perf import WORKLOADS, PerfError, PerfRequest, Prediction, predict
-from gpumodel.perf.calibration import constants
-from gpumodel.perf.claims import white_paper_claims
-from gpumodel.perf.fitting import fit
-from gpumodel.perf.validation import PublishedRow, ValidationReport, validate
+if TYPE_CHECKING:
+    from gpumodel.perf import Prediction
+    from gpumodel.perf.validation import PublishedRow, ValidationReport
 
 
 def register(sub: Any) -> None:
+    from gpumodel.perf import WORKLOADS
+
     pred = sub.add_parser("predict", help="predict a workload's speed on DGX hardware")
     pred.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
     pred.add_argument("--gpu", required=True, help="a100-40gb, a100-80gb, v100-16gb, ...")
@@ -65,6 +64,10 @@ def _param(text: str) -> tuple[str, float | str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gpumodel.perf import PerfError, PerfRequest, predict
+
     params = tuple(sorted(_param(p) for p in args.param))
     try:
         request = PerfRequest(
@@ -112,6 +115,10 @@ def _print_prediction(p: Prediction) -> None:
 
 def read_rows(path: Path) -> tuple[list[PublishedRow], list[tuple[str, str]]]:
     """Rows of a published.csv-format file, and (id, reason) for rows that do not parse."""
+    from pydantic import ValidationError
+
+    from gpumodel.perf.validation import PublishedRow
+
     try:
         text = path.read_text()
     except OSError as err:
@@ -129,6 +136,9 @@ def read_rows(path: Path) -> tuple[list[PublishedRow], list[tuple[str, str]]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from gpumodel.perf.claims import white_paper_claims
+    from gpumodel.perf.validation import validate
+
     if args.file is None and not args.claims:
         raise CommandError("give a CSV file, --claims, or both")
     out: dict[str, Any] = {}
@@ -157,6 +167,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _report_json(report: ValidationReport, unpredictable: list[tuple[str, str]]) -> dict[str, Any]:
+    from gpumodel.perf.calibration import constants
+
     worst = report.worst
     return {
         "mape": round(report.mape, 3),
@@ -172,6 +184,8 @@ def _report_json(report: ValidationReport, unpredictable: list[tuple[str, str]])
 
 
 def _print_report(report: ValidationReport, unpredictable: list[tuple[str, str]]) -> None:
+    from gpumodel.perf.calibration import constants
+
     print(f"{'id':<5} {'workload':<27} {'gpu':<10} {'gpus':>4} {'metric':<15} "
           f"{'predicted':>11} {'published':>11} {'error':>8}")
     for r in report.rows:
@@ -197,6 +211,10 @@ def _print_claims(claims: Any) -> None:
 
 
 def _print_fit(rows: list[PublishedRow]) -> None:
+    from gpumodel.perf import PerfError
+    from gpumodel.perf.calibration import constants
+    from gpumodel.perf.fitting import fit
+
     try:
         values = fit(rows, constants())
     except PerfError as err:
@@ -206,10 +224,7 @@ def _print_fit(rows: list[PublishedRow]) -> None:
 
 
 def _plot(report: ValidationReport, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 6))
     published = [r.published for r in report.rows]
