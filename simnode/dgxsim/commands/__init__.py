@@ -62,6 +62,31 @@ def state_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.state_dir) if args.state_dir is not None else default_state_dir()
 
 
+def node_state_dir(state_dir: Path, node: str | None) -> Path:
+    """The folder holding the state of the node a command addresses.
+
+    ``--node NAME`` picks a node of a cluster state dir (``dgxsim up --nodes N``);
+    without it a single-node state dir is the node, and a cluster of one node
+    is that node. A name that is not there, or several nodes and no name, fail
+    with the names that are there. A state dir with no node at all is returned
+    as it is, for the caller's "no node state" error.
+    """
+    from dgxsim.statedir import cluster_nodes, has_single_node, node_dir
+
+    names = cluster_nodes(state_dir)
+    if node is not None:
+        if node not in names:
+            raise CommandError(f"--node {node}: no such node in {state_dir} (nodes: "
+                               f"{', '.join(names) or 'none'})")
+        return node_dir(state_dir, node)
+    if has_single_node(state_dir) or not names:
+        return state_dir
+    if len(names) > 1:
+        raise CommandError(f"{state_dir} holds {len(names)} nodes: pass --node NAME "
+                           f"(nodes: {', '.join(names)})")
+    return node_dir(state_dir, names[0])
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 with a clear message otherwise."""
     try:

@@ -10,10 +10,15 @@ restores them, which NVIDIA's plugin cannot do but a test bench must.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
+from dgxsim.commands import (
+    CommandError,
+    add_state_dir,
+    node_state_dir,
+    non_negative_int,
+    state_dir_of,
+)
 
 if TYPE_CHECKING:
     from dgxnode.node import SimNode
@@ -48,8 +53,8 @@ def register(sub: Any) -> None:
 def _target(parser: argparse.ArgumentParser) -> None:
     add_state_dir(parser)
     parser.add_argument("--node", metavar="NAME",
-                        help="node of a cluster state dir (`dgxsim up`); omit for a "
-                             "single-node state dir (`dgxsim node init`)")
+                        help="node of a cluster state dir (`dgxsim up --nodes N`); may be "
+                             "omitted when the state dir holds one node")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--gpu", type=non_negative_int, metavar="INDEX")
     which.add_argument("--device", metavar="ID", help="a GPU-... or MIG-... device ID")
@@ -60,8 +65,7 @@ def _open(args: argparse.Namespace) -> SimNode:
     from dgxnode.node import SimNode
     from dgxnode.store import NodeStore
 
-    root = state_dir_of(args)
-    path: Path = root / "nodes" / args.node if args.node else root
+    path = node_state_dir(state_dir_of(args), args.node)
     try:
         return SimNode.open(NodeStore(path))
     except SimnodeError as err:
