@@ -64,8 +64,6 @@ def _param(text: str) -> tuple[str, float | str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from gpumodel.perf import PerfError, PerfRequest, predict
 
     params = tuple(sorted(_param(p) for p in args.param))
@@ -76,8 +74,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             sparse=args.sparse, batch=args.batch, seq_len=args.seq_len,
             framework=args.framework, epoch=args.epoch, params=params)
         result = predict(request)
-    except ValidationError as err:
-        raise CommandError(err.errors()[0]["msg"]) from err
     except PerfError as err:
         raise CommandError(str(err)) from err
     if args.json:
