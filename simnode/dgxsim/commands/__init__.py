@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,28 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class LazyChoices:
+    """argparse ``choices`` that come from the domain model, loaded when first needed.
+
+    argparse only tests membership (when the option is given) and iterates (for an
+    error or the command's help), so building the parser loads nothing. Give the
+    option a ``metavar``: without one argparse iterates the choices to name it.
+    """
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+
+    @cached_property
+    def values(self) -> tuple[str, ...]:
+        return tuple(self._load())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
 
 
 def default_state_dir() -> Path:

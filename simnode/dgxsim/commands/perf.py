@@ -15,18 +15,23 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dgxsim.commands import CommandError, pyplot
+from dgxsim.commands import CommandError, LazyChoices, pyplot
 
 if TYPE_CHECKING:
     from gpumodel.perf import Prediction
     from gpumodel.perf.validation import PublishedRow, ValidationReport
 
 
-def register(sub: Any) -> None:
+def workload_names() -> list[str]:
     from gpumodel.perf import WORKLOADS
 
+    return sorted(WORKLOADS)
+
+
+def register(sub: Any) -> None:
     pred = sub.add_parser("predict", help="predict a workload's speed on DGX hardware")
-    pred.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
+    pred.add_argument("--workload", required=True, choices=LazyChoices(workload_names),
+                      metavar="NAME", help="%(choices)s")
     pred.add_argument("--gpu", required=True, help="a100-40gb, a100-80gb, v100-16gb, ...")
     pred.add_argument("--gpus-per-node", type=int, default=1, metavar="N")
     pred.add_argument("--nodes", type=int, default=1, metavar="M")

@@ -25,6 +25,9 @@ HEAVY = ("aiohttp", "httpx", "kubernetes_asyncio", "kopf", "grpc", "cryptography
 COMPONENTS = ("dgxnode", "deviceplugin", "migoperator", "localkube", "kubewire")
 """The project's components: none is needed to build the parser."""
 
+MODEL = ("pydantic", "yaml", "asyncio", "gpumodel.perf", "gpumodel.gpus")
+"""What running a prediction needs and printing the help does not."""
+
 PREDICT = ["predict", "--workload", "gemm", "--gpu", "a100-40gb", "--precision", "fp16",
            "--param", "m=4096"]
 PUBLISHED_CSV = Path(__file__).resolve().parents[3] / "validation" / "published.csv"
@@ -57,7 +60,7 @@ def predict_modules(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
                          tmp_path_factory.mktemp("predict"))
 
 
-@pytest.mark.parametrize("name", HEAVY + COMPONENTS)
+@pytest.mark.parametrize("name", HEAVY + COMPONENTS + MODEL)
 def test_building_the_parser_imports_no_client_node_or_plotting(
         parser_modules: set[str], name: str) -> None:
     assert "dgxsim.commands.cluster" in parser_modules  # every command module registered
