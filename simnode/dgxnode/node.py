@@ -32,8 +32,9 @@ from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
 from gpumodel.mig import ProfileTable, profile_table
 from gpumodel.migparted import GpuTarget, MigPartedConfig, default_mig_configs
-from gpumodel.node import DEFAULT_NODE_KIND, NodeHardware, build_node_hardware
+from gpumodel.node import NodeHardware, build_node_hardware
 from gpumodel.systems import system
+from gpumodel.vocabulary import DEFAULT_NODE_KIND
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -38,10 +38,10 @@ from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
+from dgxsim.statedir import node_dir
 from gpumodel.labels import leaf_switch
-from gpumodel.node import DEFAULT_NODE_KIND
 from gpumodel.systems import system
-from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, LEAF_SWITCH, MigStrategy
+from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, LEAF_SWITCH, MigStrategy
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def runtime_dir(state_dir: Path) -> Path:
 
 
 def open_node(state_dir: Path, name: str, kind: str) -> SimNode:
-    store = NodeStore(state_dir / "nodes" / name)
+    store = NodeStore(node_dir(state_dir, name))
     if store.exists():
         return SimNode.open(store)
     return SimNode.create(name, kind, store)
@@ -136,7 +136,7 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
     sim = open_node(options.state_dir, name, options.kind)
     plugin_dir = sockets / name
     devices = DeviceManager(name, plugin_dir,
-                            Checkpoint(options.state_dir / "nodes" / name / "devices.json"))
+                            Checkpoint(node_dir(options.state_dir, name) / "devices.json"))
     feed = InventoryFeed(sim.inventory())
     smi = shutil.which("nvidia-smi")
     context = AllocateContext(name, f"unix://{endpoint_socket(sockets)}", smi)

@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gpumodel.gpus import device
 from gpumodel.ids import GpuUUID, gpu_uuid
 from gpumodel.systems import CpuSpec, NicSpec, SecuritySpec, StorageSpec, system
+from gpumodel.vocabulary import DEFAULT_NODE_KIND
 
-NODE_KINDS = ("dgx-a100-320gb", "dgx-a100-640gb")
-DEFAULT_NODE_KIND = "dgx-a100-320gb"
 Link = Literal["X", "SYS", "NODE", "PHB", "PXB", "PIX"] | str
 
 

@@ -20,6 +20,11 @@ GPU_RESOURCE: Final = "nvidia.com/gpu"
 MIG_RESOURCE_PREFIX: Final = "nvidia.com/mig-"
 """Per-profile MIG resources of the mixed strategy: ``nvidia.com/mig-1g.5gb``."""
 
+NODE_KINDS: Final = ("dgx-a100-320gb", "dgx-a100-640gb")
+"""The system kinds a simulated node can be (``--kind``): the DGX A100 systems of
+``catalog/systems.yaml``, named here so that choosing one needs no catalog."""
+DEFAULT_NODE_KIND: Final = "dgx-a100-320gb"
+
 MigStrategy = Literal["none", "single", "mixed"]
 MIG_STRATEGIES: Final[tuple[MigStrategy, ...]] = ("none", "single", "mixed")
 DEFAULT_MIG_STRATEGY: Final[MigStrategy] = "mixed"

@@ -147,6 +147,11 @@ def test_up_with_nodes_brings_ready_dgx_nodes_and_down_stops_them(tmp_path: Path
             assert node["metadata"]["labels"]["nvidia.com/mig.config.state"] == "success"
         status = dgxsim("status", "--state-dir", str(state))
         assert "node-agent" in status.stdout and "operator" in status.stdout
+        smi = dgxsim("nvidia-smi", "--state-dir", str(state), "--node", "dgx-1", "-L")
+        assert smi.returncode == 0, smi.stdout + smi.stderr
+        assert smi.stdout.count("GPU ") == 8 and smi.stdout.count("MIG ") == 32
+        assert_one_line_error(dgxsim("fault", "inject", "--state-dir", str(state), "--gpu", "0"),
+                              "pass --node NAME (nodes: dgx-0, dgx-1)")
     finally:
         down = dgxsim("down", "--state-dir", str(state))
     assert down.returncode == 0

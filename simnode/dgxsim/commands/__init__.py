@@ -1,10 +1,21 @@
-"""Command groups of the ``dgxsim`` CLI and what they share."""
+"""Command groups of the ``dgxsim`` CLI and what they share.
+
+Every command module is imported to build the parser, for ``--help`` as for a
+prediction, so a module's top level imports only what registering its parsers
+needs; what a command needs to run (the Kubernetes clients, the node, the
+performance model, matplotlib) is imported inside the function that runs it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
+from typing import Any
+
+PLOT_EXTRA_HINT = "pip install 'dgxsim[plot]'"
 
 
 class CommandError(Exception):
@@ -13,6 +24,28 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class LazyChoices:
+    """argparse ``choices`` that come from the domain model, loaded when first needed.
+
+    argparse only tests membership (when the option is given) and iterates (for an
+    error or the command's help), so building the parser loads nothing. Give the
+    option a ``metavar``: without one argparse iterates the choices to name it.
+    """
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+
+    @cached_property
+    def values(self) -> tuple[str, ...]:
+        return tuple(self._load())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
 
 
 def default_state_dir() -> Path:
@@ -53,6 +86,31 @@ def state_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.state_dir) if args.state_dir is not None else default_state_dir()
 
 
+def node_state_dir(state_dir: Path, node: str | None) -> Path:
+    """The folder holding the state of the node a command addresses.
+
+    ``--node NAME`` picks a node of a cluster state dir (``dgxsim up --nodes N``);
+    without it a single-node state dir is the node, and a cluster of one node
+    is that node. A name that is not there, or several nodes and no name, fail
+    with the names that are there. A state dir with no node at all is returned
+    as it is, for the caller's "no node state" error.
+    """
+    from dgxsim.statedir import cluster_nodes, has_single_node, node_dir
+
+    names = cluster_nodes(state_dir)
+    if node is not None:
+        if node not in names:
+            raise CommandError(f"--node {node}: no such node in {state_dir} (nodes: "
+                               f"{', '.join(names) or 'none'})")
+        return node_dir(state_dir, node)
+    if has_single_node(state_dir) or not names:
+        return state_dir
+    if len(names) > 1:
+        raise CommandError(f"{state_dir} holds {len(names)} nodes: pass --node NAME "
+                           f"(nodes: {', '.join(names)})")
+    return node_dir(state_dir, names[0])
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 with a clear message otherwise."""
     try:
@@ -62,3 +120,17 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, imported when a picture
+    is drawn; matplotlib is the optional ``plot`` extra, so say how to get it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CommandError("drawing needs matplotlib, which is not installed: "
+                           f"{PLOT_EXTRA_HINT}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -8,16 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
-from gpumodel.node import DEFAULT_NODE_KIND
-from gpumodel.systems import system_catalog
-from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, MIG_STRATEGIES
-from localkube import AlreadyRunningError, ControlPlane, ControlPlaneError
-from localkube.toolchain import bin_dir
+from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, MIG_STRATEGIES, NODE_KINDS
+
+if TYPE_CHECKING:
+    import httpx
+
+    from localkube import ControlPlane
 
 AGENT = "node-agent"
 OPERATOR = "operator"
@@ -76,8 +75,7 @@ def positive_float(text: str) -> float:
 
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``up`` and ``agent``: what the simulated nodes are."""
-    kinds = sorted(k for k in system_catalog() if k.startswith("dgx-a100"))
-    parser.add_argument("--kind", choices=kinds, default=DEFAULT_NODE_KIND,
+    parser.add_argument("--kind", choices=NODE_KINDS, default=DEFAULT_NODE_KIND,
                         help=f"node kind (default {DEFAULT_NODE_KIND})")
     parser.add_argument("--mig-strategy", choices=MIG_STRATEGIES, default=DEFAULT_MIG_STRATEGY,
                         help="how MIG devices are advertised, as NVIDIA's plugin does "
@@ -122,6 +120,9 @@ def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None
 
 def _start_operator(plane: ControlPlane) -> None:
     """The operator as a managed process; ready once its liveness endpoint answers."""
+    import httpx
+
+    from localkube import ControlPlaneError
     from localkube.processes import free_port
 
     liveness, metrics = free_port(), free_port()
@@ -152,6 +153,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.mig_config not in known:
             raise CommandError(f"--mig-config {args.mig_config}: no such config; known: "
                                f"{', '.join(sorted(known))}")
+    from localkube import AlreadyRunningError, ControlPlane, ControlPlaneError
+
     plane = ControlPlane(state_dir_of(args), apiserver_port=args.apiserver_port, progress=_say)
     started = time.monotonic()
     try:
@@ -183,6 +186,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from localkube import ControlPlane, ControlPlaneError
+
     plane = ControlPlane(state_dir_of(args))
     try:
         state = plane.load_state()
@@ -202,6 +207,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from localkube import ControlPlane, ControlPlaneError
+
     plane = ControlPlane(state_dir_of(args))
     try:
         stopped = plane.down()
@@ -231,6 +238,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
+    from localkube import ControlPlane
+    from localkube.toolchain import bin_dir
+
     plane = ControlPlane(state_dir_of(args))
     print(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}")
     print(f"export PATH={shlex.quote(str(bin_dir()))}:\"$PATH\"")

@@ -10,13 +10,18 @@ restores them, which NVIDIA's plugin cannot do but a test bench must.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dgxnode.errors import SimnodeError
-from dgxnode.node import SimNode
-from dgxnode.store import NodeStore
-from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
+from dgxsim.commands import (
+    CommandError,
+    add_state_dir,
+    node_state_dir,
+    non_negative_int,
+    state_dir_of,
+)
+
+if TYPE_CHECKING:
+    from dgxnode.node import SimNode
 
 XIDS = {
     48: "double-bit ECC error",
@@ -48,16 +53,19 @@ def register(sub: Any) -> None:
 def _target(parser: argparse.ArgumentParser) -> None:
     add_state_dir(parser)
     parser.add_argument("--node", metavar="NAME",
-                        help="node of a cluster state dir (`dgxsim up`); omit for a "
-                             "single-node state dir (`dgxsim node init`)")
+                        help="node of a cluster state dir (`dgxsim up --nodes N`); may be "
+                             "omitted when the state dir holds one node")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--gpu", type=non_negative_int, metavar="INDEX")
     which.add_argument("--device", metavar="ID", help="a GPU-... or MIG-... device ID")
 
 
 def _open(args: argparse.Namespace) -> SimNode:
-    root = state_dir_of(args)
-    path: Path = root / "nodes" / args.node if args.node else root
+    from dgxnode.errors import SimnodeError
+    from dgxnode.node import SimNode
+    from dgxnode.store import NodeStore
+
+    path = node_state_dir(state_dir_of(args), args.node)
     try:
         return SimNode.open(NodeStore(path))
     except SimnodeError as err:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
 from gpumodel.vocabulary import PREDICTED_DURATION_ANNOTATION
-from localkube import ControlPlane
+
+if TYPE_CHECKING:
+    from localkube import ControlPlane
 
 JSON = dict[str, Any]
 
@@ -82,6 +84,8 @@ def rows(dgxjobs: list[JSON], jobs: list[JSON], pods: list[JSON], scale: float
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    from localkube import ControlPlane
+
     plane = ControlPlane(state_dir_of(args))
     if plane.running() is None:
         raise CommandError(f"no cluster running in {plane.state_dir}")

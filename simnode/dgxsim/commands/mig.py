@@ -12,17 +12,13 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dgxnode.errors import ApplyBlockedError
-from dgxnode.node import SimNode
-from dgxnode.store import NodeStore
 from dgxsim.commands import CommandError, add_state_dir, state_dir_of
 from dgxsim.commands.node import open_node
-from gpumodel.errors import GpuModelError
-from gpumodel.geometries import maximal_geometries
-from gpumodel.mig import profile_table
-from gpumodel.migparted import MigPartedConfig, default_mig_configs, parse_mig_parted_config
+
+if TYPE_CHECKING:
+    from gpumodel.migparted import MigPartedConfig
 
 POLL_S = 0.5
 
@@ -56,6 +52,9 @@ def register(sub: Any) -> None:
 
 
 def load_config(path: Path | None) -> MigPartedConfig:
+    from gpumodel.errors import GpuModelError
+    from gpumodel.migparted import default_mig_configs, parse_mig_parted_config
+
     if path is None:
         return default_mig_configs()
     try:
@@ -69,6 +68,9 @@ def load_config(path: Path | None) -> MigPartedConfig:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from dgxnode.errors import ApplyBlockedError
+    from gpumodel.errors import GpuModelError
+
     config = load_config(args.config)
     with open_node(args) as node:
         try:
@@ -89,6 +91,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace, name: str) -> int:
+    from dgxnode.node import SimNode
+    from dgxnode.store import NodeStore
+
     store = NodeStore(state_dir_of(args))
     print(f"MIG config {name!r}: pending; waiting for the blocking allocations to be released")
     deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
@@ -110,6 +115,10 @@ def cmd_configs(args: argparse.Namespace) -> int:
 
 
 def cmd_geometries(args: argparse.Namespace) -> int:
+    from gpumodel.errors import GpuModelError
+    from gpumodel.geometries import maximal_geometries
+    from gpumodel.mig import profile_table
+
     try:
         table = profile_table(args.gpu)
         names = args.profiles.split(",") if args.profiles else None

@@ -10,11 +10,8 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dgxnode.errors import AllocationError, SimnodeError, StateError, StateExistsError
-from dgxnode.node import SimNode
-from dgxnode.store import NodeStore
 from dgxsim.commands import (
     CommandError,
     add_namespace,
@@ -22,8 +19,10 @@ from dgxsim.commands import (
     namespace_of,
     state_dir_of,
 )
-from gpumodel.node import DEFAULT_NODE_KIND, NODE_KINDS
-from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, MIG_STRATEGIES
+from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, MIG_STRATEGIES, NODE_KINDS
+
+if TYPE_CHECKING:
+    from dgxnode.node import SimNode
 
 DEFAULT_NODE_NAME = "dgxsim-node-0"
 
@@ -98,17 +97,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 @contextmanager
 def open_node(args: argparse.Namespace) -> Iterator[SimNode]:
     """The node of ``--state-dir`` under its lock; state errors become CommandErrors."""
+    from dgxnode.errors import SimnodeError
+    from dgxnode.node import SimNode
+    from dgxnode.store import NodeStore
+
     store = NodeStore(state_dir_of(args))
     try:
         with store.locked():
             yield SimNode.open(store)
-    except (StateError, AllocationError) as err:
-        raise CommandError(str(err)) from err
     except SimnodeError as err:
         raise CommandError(str(err)) from err
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from dgxnode.errors import StateExistsError
+    from dgxnode.node import SimNode
+    from dgxnode.store import NodeStore
+
     store = NodeStore(state_dir_of(args))
     with store.locked():
         if store.exists() and not args.force:

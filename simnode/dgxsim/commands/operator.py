@@ -14,8 +14,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from dgxsim.commands import CommandError, add_namespace, namespace_of
 
 
@@ -40,13 +38,10 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
     if args.kubeconfig is not None and not args.kubeconfig.is_file():
         raise CommandError(f"no kubeconfig at {args.kubeconfig}")
-    try:
-        settings = OperatorSettings.from_env(
-            kube={"kubeconfig": args.kubeconfig, "namespace": namespace_of(args)},
-            metrics={"port": args.metrics_port, "liveness_port": args.liveness_port})
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from err
+    # A ValidationError reaches the CLI's main, which names the flag that was typed.
+    settings = OperatorSettings.from_env(
+        kube={"kubeconfig": args.kubeconfig, "namespace": namespace_of(args)},
+        metrics={"port": args.metrics_port, "liveness_port": args.liveness_port})
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "DEBUG":  # one line per handled event is noise

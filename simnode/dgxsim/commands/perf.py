@@ -14,21 +14,25 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from dgxsim.commands import CommandError, LazyChoices, pyplot
 
-from dgxsim.commands import CommandError
-from gpumodel.perf import WORKLOADS, PerfError, PerfRequest, Prediction, predict
-from gpumodel.perf.calibration import constants
-from gpumodel.perf.claims import white_paper_claims
-from gpumodel.perf.fitting import fit
-from gpumodel.perf.validation import PublishedRow, ValidationReport, validate
+if TYPE_CHECKING:
+    from gpumodel.perf import Prediction
+    from gpumodel.perf.validation import PublishedRow, ValidationReport
+
+
+def workload_names() -> list[str]:
+    from gpumodel.perf import WORKLOADS
+
+    return sorted(WORKLOADS)
 
 
 def register(sub: Any) -> None:
     pred = sub.add_parser("predict", help="predict a workload's speed on DGX hardware")
-    pred.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
+    pred.add_argument("--workload", required=True, choices=LazyChoices(workload_names),
+                      metavar="NAME", help="%(choices)s")
     pred.add_argument("--gpu", required=True, help="a100-40gb, a100-80gb, v100-16gb, ...")
     pred.add_argument("--gpus-per-node", type=int, default=1, metavar="N")
     pred.add_argument("--nodes", type=int, default=1, metavar="M")
@@ -83,6 +87,8 @@ def _with_flag(message: str) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from gpumodel.perf import PerfError, PerfRequest, predict
+
     params = tuple(sorted(_param(p) for p in args.param))
     try:
         request = PerfRequest(
@@ -91,10 +97,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             sparse=args.sparse, batch=args.batch, seq_len=args.seq_len,
             framework=args.framework, epoch=args.epoch, params=params)
         result = predict(request)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
-        raise CommandError(f"{_FLAGS.get(field, field)}: {first['msg']}") from err
     except PerfError as err:
         raise CommandError(_with_flag(str(err))) from err
     if args.json:
@@ -132,6 +134,10 @@ def _print_prediction(p: Prediction) -> None:
 
 def read_rows(path: Path) -> tuple[list[PublishedRow], list[tuple[str, str]]]:
     """Rows of a published.csv-format file, and (id, reason) for rows that do not parse."""
+    from pydantic import ValidationError
+
+    from gpumodel.perf.validation import PublishedRow
+
     try:
         text = path.read_text()
     except OSError as err:
@@ -149,6 +155,9 @@ def read_rows(path: Path) -> tuple[list[PublishedRow], list[tuple[str, str]]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from gpumodel.perf.claims import white_paper_claims
+    from gpumodel.perf.validation import validate
+
     if args.file is None and not args.claims:
         raise CommandError("give a CSV file, --claims, or both")
     out: dict[str, Any] = {}
@@ -177,6 +186,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _report_json(report: ValidationReport, unpredictable: list[tuple[str, str]]) -> dict[str, Any]:
+    from gpumodel.perf.calibration import constants
+
     worst = report.worst
     return {
         "mape": round(report.mape, 3),
@@ -192,6 +203,8 @@ def _report_json(report: ValidationReport, unpredictable: list[tuple[str, str]])
 
 
 def _print_report(report: ValidationReport, unpredictable: list[tuple[str, str]]) -> None:
+    from gpumodel.perf.calibration import constants
+
     print(f"{'id':<5} {'workload':<27} {'gpu':<10} {'gpus':>4} {'metric':<15} "
           f"{'predicted':>11} {'published':>11} {'error':>8}")
     for r in report.rows:
@@ -217,6 +230,10 @@ def _print_claims(claims: Any) -> None:
 
 
 def _print_fit(rows: list[PublishedRow]) -> None:
+    from gpumodel.perf import PerfError
+    from gpumodel.perf.calibration import constants
+    from gpumodel.perf.fitting import fit
+
     try:
         values = fit(rows, constants())
     except PerfError as err:
@@ -231,10 +248,9 @@ def _plot(report: ValidationReport, path: Path) -> None:
     Rows a constant was fitted on and rows that are pure predictions (every
     multi-GPU row) get different colours, so a reader sees what was calibrated.
     """
-    import matplotlib
+    from gpumodel.perf.calibration import constants
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fitted = set(constants().fitted_rows())
     fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, 6), gridspec_kw={"width_ratios": [1, 1.3]})

@@ -10,17 +10,16 @@ one bar. ``--png FILE`` draws the same picture with matplotlib.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from dgxsim.commands import CommandError, add_state_dir, state_dir_of
-from gpumodel.inventory import InventoryDevice, NodeInventory
+from dgxsim.commands import CommandError, add_state_dir, pyplot, state_dir_of
 from gpumodel.vocabulary import INVENTORY_ANNOTATION, MIG_CONFIG, MIG_CONFIG_STATE
+
+if TYPE_CHECKING:
+    from gpumodel.inventory import InventoryDevice, NodeInventory
 
 SLICES = 8
 CELL = 14
@@ -99,10 +98,7 @@ def render_text(node: str, inventory: NodeInventory, labels: dict[str, str]) -> 
 
 
 def render_png(path: Path, nodes: list[tuple[str, NodeInventory]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     colours = {"free": "#8fd18f", "held": "#6fa8dc", "unhealthy": "#e06666",
                "empty": "#eeeeee"}
@@ -145,6 +141,12 @@ async def _nodes(kubeconfig: Path) -> list[dict[str, Any]]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from gpumodel.inventory import NodeInventory
+
     kubeconfig = args.kubeconfig or state_dir_of(args) / "kubeconfig"
     if not Path(kubeconfig).is_file():
         raise CommandError(f"no kubeconfig at {kubeconfig} (start a cluster with dgxsim up "

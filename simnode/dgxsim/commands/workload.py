@@ -11,17 +11,18 @@ ends it early, releasing the devices, as a real training process would.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from dgxnode.agent.workload import WorkloadSpec, parse_duration
 from dgxsim.commands import CommandError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from dgxnode.agent.workload import WorkloadSpec
 
 PROGRESS_LINES = 20
 
@@ -40,6 +41,8 @@ def register(sub: Any) -> None:
 
 
 def _spec(args: argparse.Namespace) -> WorkloadSpec | None:
+    from dgxnode.agent.workload import WorkloadSpec
+
     if args.duration:
         return None
     if args.workload:
@@ -73,6 +76,8 @@ class NodeClient:
         self.base = f"http://node/v1/nodes/{node}"
 
     async def call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import aiohttp
+
         connector = aiohttp.UnixConnector(path=self.socket)
         try:
             async with aiohttp.ClientSession(connector=connector) as session, \
@@ -86,6 +91,10 @@ class NodeClient:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dgxnode.agent.workload import parse_duration
+
     spec = _spec(args)
     devices = [d for d in _env("NVIDIA_VISIBLE_DEVICES").split(",") if d]
     client = NodeClient(_env("DGXSIM_ENDPOINT"), _env("DGXSIM_NODE"))
@@ -112,6 +121,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _progress(steps: int, wall_s: float, stop: asyncio.Event) -> int:
+    import asyncio
+
     started = time.monotonic()
     every = max(1, steps // PROGRESS_LINES)
     for mark in range(every, steps + every, every):
@@ -132,4 +143,6 @@ async def _progress(steps: int, wall_s: float, stop: asyncio.Event) -> int:
 
 
 def cmd_workload(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(_run(args))

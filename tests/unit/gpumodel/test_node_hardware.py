@@ -6,8 +6,18 @@ import re
 
 from gpumodel.ids import gpu_uuid, mig_uuid
 from gpumodel.node import build_node_hardware
+from gpumodel.systems import system_catalog
+from gpumodel.vocabulary import DEFAULT_NODE_KIND, NODE_KINDS
 
 UUID = re.compile(r"^(GPU|MIG)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def test_node_kinds_are_the_catalog_dgx_a100_systems() -> None:
+    # The CLI offers NODE_KINDS without loading the catalog; they must stay the same set.
+    assert set(NODE_KINDS) == {k for k in system_catalog() if k.startswith("dgx-a100")}
+    assert DEFAULT_NODE_KIND in NODE_KINDS
+    for kind in NODE_KINDS:
+        assert len(build_node_hardware("n", kind).gpus) == 8
 
 
 def test_dgx_a100_320gb() -> None:

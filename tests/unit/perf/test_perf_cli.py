@@ -69,7 +69,7 @@ def test_predict_json_and_params(capsys: pytest.CaptureFixture[str]) -> None:
     (["--gpu", "v100-16gb", "--precision", "tf32"], "no tf32"),
     (["--gpu", "a100-40gb", "--precision", "fp16", "--mig-profile", "9g.90gb"], "9g.90gb"),
     (["--gpu", "a100-40gb", "--precision", "fp16", "--param", "novalue"], "KEY=VALUE"),
-    (["--gpu", "a100-40gb", "--precision", "fp16", "--batch", "0"], "greater than"),
+    (["--gpu", "a100-40gb", "--precision", "fp16", "--batch", "0"], "--batch: must be at least 1"),
 ])
 def test_predict_errors_are_one_line(args: list[str], message: str,
                                      capsys: pytest.CaptureFixture[str]) -> None:
