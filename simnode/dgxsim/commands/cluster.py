@@ -145,6 +145,27 @@ def _start_operator(plane: ControlPlane) -> None:
          f"(metrics at http://127.0.0.1:{metrics}/metrics)")
 
 
+UP_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+def _ensure_binaries() -> None:
+    """Put the pinned binaries in place when neither the tools folder nor PATH has them:
+    from the per-user cache, else built with Go, else downloaded (an installed wheel
+    has no ``make tools``)."""
+    import shutil
+
+    from localkube.toolchain import ToolchainError, ensure_tools, missing_tools
+
+    missing = [n for n in missing_tools(UP_TOOLS) if shutil.which(n) is None]
+    if not missing:
+        return
+    _say(f"getting {', '.join(missing)} (once; later runs reuse them)")
+    try:
+        ensure_tools(tuple(missing))
+    except ToolchainError as err:
+        raise CommandError(str(err)) from err
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     if args.mig_config:
         from gpumodel.migparted import default_mig_configs
@@ -155,6 +176,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                                f"{', '.join(sorted(known))}")
     from localkube import AlreadyRunningError, ControlPlane, ControlPlaneError
 
+    _ensure_binaries()
     plane = ControlPlane(state_dir_of(args), apiserver_port=args.apiserver_port, progress=_say)
     started = time.monotonic()
     try:
