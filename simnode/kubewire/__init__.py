@@ -5,9 +5,8 @@ JSON dicts and each API call the project makes is one method of
 :class:`KubeClient` (:mod:`kubewire.client`). Every failure is one of the
 :mod:`kubewire.errors` family, naming the call that failed and chained from
 the library's error; every watch goes through one decoder and one
-list-then-watch loop (:mod:`kubewire.watch`); Events are built in
-:mod:`kubewire.events`, raw answers and timestamps handled in
-:mod:`kubewire.wire`. It imports nothing of the project.
+list-then-watch loop (:mod:`kubewire.watch`); raw answers, timestamps and
+Event bodies are handled in :mod:`kubewire.wire`. It imports nothing of the project.
 """
 
 from kubewire.client import CustomResource, KubeClient, or_none
@@ -22,9 +21,8 @@ from kubewire.errors import (
     NotFoundError,
     UnavailableError,
 )
-from kubewire.events import event_body
 from kubewire.watch import Lister, ObjectList, Watcher, WatchEvent, decode_events, list_and_watch
-from kubewire.wire import JSON, now_micro, now_rfc3339, read_json
+from kubewire.wire import JSON, event_body, now_micro, now_rfc3339, read_json
 
 __all__ = [
     "JSON", "ConflictError", "CustomResource", "ExpiredError", "ForbiddenError", "InvalidError",

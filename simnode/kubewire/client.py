@@ -20,9 +20,8 @@ from typing import Any, NamedTuple, Self
 from kubernetes_asyncio import client, config
 
 from kubewire.errors import WIRE_ERRORS, KubeError, NotFoundError, wire_error
-from kubewire.events import event_body
 from kubewire.watch import ObjectList, WatchEvent, decode_events
-from kubewire.wire import JSON, MERGE_PATCH, STRATEGIC_PATCH, read_json
+from kubewire.wire import JSON, MERGE_PATCH, STRATEGIC_PATCH, event_body, read_json
 
 __all__ = ["CustomResource", "KubeClient", "or_none"]
 
