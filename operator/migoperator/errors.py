@@ -6,7 +6,9 @@ is marked Failed with the reason and never retried), the world is not ready yet
 (no capacity, a node still reconfiguring: retried after a delay), or the API
 server refused a call. The first two map onto ``kopf.PermanentError`` and
 ``kopf.TemporaryError`` in :mod:`migoperator.handlers`; the planning layer
-raises only these classes so it stays free of kopf.
+raises only these classes so it stays free of kopf. A refused call is one of
+:mod:`kubewire.errors` (``KubeError``, ``ConflictError``...), the family every
+API client of the project shares.
 """
 
 from __future__ import annotations
@@ -34,17 +36,3 @@ class NotReadyError(OperatorError):
     def __init__(self, message: str, delay_s: float = 5.0) -> None:
         super().__init__(message)
         self.delay_s = delay_s
-
-
-class KubeError(OperatorError):
-    """The API server refused a call; ``status`` is its HTTP status (0 when unreachable)."""
-
-    def __init__(self, what: str, status: int, detail: str = "") -> None:
-        super().__init__(f"{what}: HTTP {status}{': ' + detail if detail else ''}")
-        self.what = what
-        self.status = status
-        self.detail = detail
-
-
-class ConflictError(KubeError):
-    """An optimistic-concurrency conflict (HTTP 409): read again and retry."""

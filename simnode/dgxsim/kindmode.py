@@ -72,7 +72,7 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     plugin = NodePlugin(feed, options.plugin_dir, options.strategy, allocate_context(options))
     endpoint = NodeEndpoint({sim.name: sim}, predictor_for(system(options.kind).gpu),
                             options.time_scale)
-    kube = await Kube.from_kubeconfig(options.kubeconfig)
+    kube = await Kube.connect(options.kubeconfig)
     agent = NodeAgent.beside_kubelet(kube, NodeController(
         kube, sim, None, options.strategy, config_namespace=options.namespace))
     tasks = []

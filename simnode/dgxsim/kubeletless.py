@@ -156,7 +156,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    kube = await Kube.from_kubeconfig(options.kubeconfig)
+    kube = await Kube.connect(options.kubeconfig)
     sockets = runtime_dir(options.state_dir)
     wirings = [wire_node(kube, options, name, sockets, index)
                for index, name in enumerate(node_names(options))]

@@ -336,12 +336,14 @@ class ControlPlane:
 
     # ------------------------------------------------------------ extra processes
 
-    def start_extra(self, name: str, argv: list[str], ready: Callable[[httpx.Client], bool],
+    def start_extra(self, name: str, argv: list[str], ready: Callable[[], bool],
                     timeout_s: float = READY_TIMEOUT_S) -> ProcessRecord:
         """Start one more managed process (the node agent) and wait for ``ready``.
 
         It is recorded with the control plane, so ``status`` shows it and
-        ``down`` stops it first. If it does not get ready, everything is stopped.
+        ``down`` stops it first. If it does not get ready (or ``ready`` raises),
+        everything is stopped. ``ready`` asks whatever it needs: the control plane
+        has no API client to lend, only its own health checks.
         """
         state = self.load_state()
         if state is None:
@@ -350,30 +352,19 @@ class ControlPlane:
         self._save_state(state.model_copy(update={"processes": [*state.processes, record]}))
         deadline = time.monotonic() + timeout_s
         try:
-            with self._client(self.pki) as client:
-                while not ready(client):
-                    if not is_alive(record):
-                        last_line = (log_tail(record.log, 1) or "no output")[:300]
-                        raise ControlPlaneError(
-                            f"{name} exited during start-up ({last_line}); see {record.log}")
-                    if time.monotonic() > deadline:
-                        raise ControlPlaneError(
-                            f"{name} not ready after {timeout_s:.0f}s; see {record.log}")
-                    time.sleep(0.25)
+            while not ready():
+                if not is_alive(record):
+                    last_line = (log_tail(record.log, 1) or "no output")[:300]
+                    raise ControlPlaneError(
+                        f"{name} exited during start-up ({last_line}); see {record.log}")
+                if time.monotonic() > deadline:
+                    raise ControlPlaneError(
+                        f"{name} not ready after {timeout_s:.0f}s; see {record.log}")
+                time.sleep(0.25)
         except BaseException:
             self.down()
             raise
         return record
-
-    def api_get(self, client: httpx.Client, path: str) -> dict[str, object] | None:
-        state = self.load_state()
-        if state is None:
-            return None
-        try:
-            resp = client.get(state.server + path)
-        except httpx.HTTPError:
-            return None
-        return resp.json() if resp.status_code == 200 else None
 
     # ------------------------------------------------------------ status / down
 

@@ -152,6 +152,17 @@ def test_up_with_nodes_brings_ready_dgx_nodes_and_down_stops_them(tmp_path: Path
         assert smi.stdout.count("GPU ") == 8 and smi.stdout.count("MIG ") == 32
         assert_one_line_error(dgxsim("fault", "inject", "--state-dir", str(state), "--gpu", "0"),
                               "pass --node NAME (nodes: dgx-0, dgx-1)")
+        settings = json.loads((state / "cluster.json").read_text())
+        assert (settings["nodes"], settings["time_scale"]) == (2, 10.0)
+        jobs = dgxsim("jobs", "--state-dir", str(state))
+        assert jobs.returncode == 0, jobs.stderr
+        assert jobs.stdout.split("\n")[0].split() == [
+            "NAME", "KIND", "PHASE", "PLACEMENT", "PREDICTED", "RAN", "(WALL)", "RAN", "(SIM,",
+            "x10)"]
+        show = dgxsim("show", "--state-dir", str(state))
+        assert show.returncode == 0, show.stderr
+        assert [line.split()[0] for line in show.stdout.splitlines()
+                if line.startswith("dgx-")] == ["dgx-0", "dgx-1"]
     finally:
         down = dgxsim("down", "--state-dir", str(state))
     assert down.returncode == 0

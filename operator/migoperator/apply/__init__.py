@@ -1,4 +1,4 @@
-"""Side effects: everything the operator does to the cluster, through kubernetes_asyncio.
+"""Side effects: everything the operator does to the cluster, through kubewire.
 
 The handlers call into this layer; this layer asks :mod:`migoperator.planning`
 what to do and then does it (patch labels, write the mig-parted ConfigMap,

@@ -20,8 +20,9 @@ import yaml
 from gpumodel.errors import MigConfigError
 from gpumodel.migparted import MigPartedConfig, default_mig_configs, parse_mig_parted_config
 from gpumodel.vocabulary import MIG_CONFIGMAP_KEY, MIG_CONFIGMAP_NAME
+from kubewire import ConflictError, NotFoundError, or_none
 from migoperator.apply.kube import Kube
-from migoperator.errors import ConflictError, KubeError, NotReadyError
+from migoperator.errors import NotReadyError
 from migoperator.planning.mig_planner import CONFIG_PREFIX
 
 CONFIG_MAP = MIG_CONFIGMAP_NAME
@@ -52,16 +53,14 @@ async def ensure_default_configmap(kube: Kube, namespace: str) -> bool:
     The namespace is created only when it does not exist (``dgxsim up``); under
     the Helm chart it always does, and the operator has no right to create one.
     """
-    if await kube.read_configmap(namespace, CONFIG_MAP) is not None:
+    if await or_none(kube.read_configmap(namespace, CONFIG_MAP)) is not None:
         return False
     body = _body(namespace, render(default_mig_configs()))
     try:
         await kube.create_configmap(namespace, body)
     except ConflictError:
         return False
-    except KubeError as err:
-        if err.status != 404:
-            raise
+    except NotFoundError:
         await kube.ensure_namespace(namespace)
         await kube.create_configmap(namespace, body)
     return True
@@ -81,7 +80,7 @@ async def put_dynamic_config(kube: Kube, namespace: str, node: str, name: str,
                              entries: list[dict[str, object]]) -> None:
     """Add config ``name`` for ``node`` to the ConfigMap (creating it with the defaults)."""
     for _ in range(ATTEMPTS):
-        current = await kube.read_configmap(namespace, CONFIG_MAP)
+        current = await or_none(kube.read_configmap(namespace, CONFIG_MAP))
         if current is None:
             await ensure_default_configmap(kube, namespace)
             continue

@@ -49,8 +49,9 @@ from gpumodel.vocabulary import (
     REPLICA_LABEL,
     WORKLOAD_ANNOTATION,
 )
+from kubewire import ConflictError, KubeError
 from migoperator.apply.kube import Kube, now_rfc3339
-from migoperator.errors import InvalidJobError, KubeError, NotReadyError
+from migoperator.errors import InvalidJobError, NotReadyError
 from migoperator.metrics import Metrics
 from migoperator.models import (
     GROUP,
@@ -217,7 +218,7 @@ class JobController:
                 await self._resume(job)
         jobs = await self.kube.list_jobs()
         self.metrics.jobs = dict(Counter(job_phase(j) or "New" for j in jobs))
-        nodes, pods = await self.kube.list_nodes(), await self.kube.list_pods()
+        nodes, pods = (await self.kube.list_nodes()).items, (await self.kube.list_pods()).items
         by_node = group_pods_by_node(pods)
         leaf = self.settings.placement.leaf_label
         views = [node_view(n, by_node.get(n["metadata"]["name"], []), leaf) for n in nodes]
@@ -278,7 +279,8 @@ class JobController:
                 if bound == replica.node:
                     continue
                 if bound:
-                    raise KubeError(f"pod {replica.pod} is bound to {bound}", 409)
+                    raise ConflictError(f"bind pod {namespace}/{replica.pod}", 409,
+                                        f"already bound to {bound}")
                 await self.kube.bind_pod(namespace, replica.pod, replica.node)
         except KubeError as err:
             await self._roll_back(job, placed, str(err))
@@ -299,7 +301,7 @@ class JobController:
         meta = job["metadata"]
         log.warning("placement of %s/%s rolled back: %s", meta["namespace"], meta["name"], why)
         for replica in placed:
-            await self.kube.delete_pod(meta["namespace"], replica.pod)
+            await self.kube.delete_pod(meta["namespace"], replica.pod, missing_ok=True)
         await self._status(job, {"phase": "Pending", "reason": reason, "message": why[:500],
                                  "placement": [], "nodes": None, **extra})
         await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
@@ -342,7 +344,8 @@ class JobController:
                 self._wake.set()  # its earlier pods may be gone now
             if job_phase(job) not in ("Scheduled", "Running"):
                 return
-            pods = await self.kube.list_pods(f"{JOB_LABEL}={name}", namespace)
+            pods = (await self.kube.list_pods(label_selector=f"{JOB_LABEL}={name}",
+                                              namespace=namespace)).items
             status = DGXJobStatus.model_validate(job.get("status") or {})
             refused = admission_refusal(job, pods)
             if refused and status.requeues < self.settings.placement.max_requeues:
@@ -373,7 +376,7 @@ class JobController:
         for pod in pods:
             phase = (pod.get("status") or {}).get("phase")
             if phase not in TERMINAL and not pod["metadata"].get("deletionTimestamp"):
-                await self.kube.delete_pod(namespace, pod["metadata"]["name"])
+                await self.kube.delete_pod(namespace, pod["metadata"]["name"], missing_ok=True)
 
 
 def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpumodel.vocabulary import MIG_CONFIG, MIG_CONFIG_STATE
+from kubewire import KubeError
 from migoperator.apply.configs import put_dynamic_config
 from migoperator.apply.kube import Kube
-from migoperator.errors import KubeError, NotReadyError
+from migoperator.errors import NotReadyError
 from migoperator.metrics import Metrics
 from migoperator.planning.mig_planner import (
     DynamicPolicy,
@@ -113,8 +114,8 @@ class Partitioner:
                 self.metrics.reconciled("partition", outcome, time.monotonic() - started)
 
     async def _round(self, now: float) -> PartitionPlan:
-        nodes = await self.kube.list_nodes()
-        pods = await self.kube.list_pods()
+        nodes = (await self.kube.list_nodes()).items
+        pods = (await self.kube.list_pods()).items
         jobs = await self.kube.list_jobs()
         by_node = group_pods_by_node(pods)
         leaf = self.settings.placement.leaf_label

@@ -39,6 +39,7 @@ from gpumodel.vocabulary import (
     SYSTEM_NAMESPACE,
     MigStrategy,
 )
+from kubewire import or_none
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -114,7 +115,7 @@ class NodeController:
                 await task
 
     async def _ensure_node(self) -> None:
-        node = await self.kube.get_node(self.name)
+        node = await or_none(self.kube.read_node(self.name))
         if node is None and self.devices is None:
             raise AgentError(f"Node {self.name} does not exist; under a real kubelet the "
                              "kubelet registers it")
@@ -267,7 +268,7 @@ class NodeController:
     async def _load_configs(self) -> MigPartedConfig | None:
         """The mig-parted ConfigMap if it exists (parse errors raise), else the defaults."""
         where = f"ConfigMap {self.config_namespace}/{MIG_CONFIGMAP_NAME}"
-        cm = await self.kube.read_configmap(self.config_namespace, MIG_CONFIGMAP_NAME)
+        cm = await or_none(self.kube.read_configmap(self.config_namespace, MIG_CONFIGMAP_NAME))
         if cm is None:
             return None
         text = (cm.get("data") or {}).get(MIG_CONFIGMAP_KEY)

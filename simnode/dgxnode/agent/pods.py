@@ -50,6 +50,7 @@ from gpumodel.vocabulary import (
     SIM_FINISHED_ANNOTATION,
     SIM_STARTED_ANNOTATION,
 )
+from kubewire import UnavailableError
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -92,10 +93,7 @@ def _sim_seconds(text: str | None) -> float | None:
 
 def _transient(err: BaseException) -> bool:
     """An API failure worth retrying: no answer, throttled, or a server error."""
-    if isinstance(err, OSError | asyncio.TimeoutError):
-        return True
-    status = getattr(err, "status", None)
-    return status in (None, 0, 429) or (isinstance(status, int) and status >= 500)
+    return isinstance(err, UnavailableError | OSError | asyncio.TimeoutError)
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -3,9 +3,10 @@
 It starts a :class:`~dgxnode.agent.nodes.NodeController` per node (Node object,
 Lease, labels, MIG label protocol) and one :class:`~dgxnode.agent.pods.PodController`
 for all of them, then follows two watches, as KWOK does: pods bound to any
-node (filtered to its own) and its own Node objects. A watch that ends or
-fails is listed again and resumed; nothing is missed because each restart
-starts from a fresh list.
+node (filtered to its own) and its own Node objects, each with
+:func:`kubewire.list_and_watch`: a watch the server ends is resumed from the
+last resourceVersion seen; one that expired or failed is listed again, so
+nothing is missed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +23,17 @@ from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.pods import NodePods, PodController
 from dgxnode.clock import Clock
 from gpumodel.vocabulary import NODE_LABEL
-from kubewire import ApiException, read_json
+from kubewire import (
+    JSON,
+    KubeError,
+    Lister,
+    ObjectList,
+    Watcher,
+    WatchEvent,
+    list_and_watch,
+)
 
 log = logging.getLogger(__name__)
-JSON = dict[str, Any]
 RETRY_S = 1.0
 POD_SELECTOR = "spec.nodeName!="
 NODE_SELECTOR = f"{NODE_LABEL}=true"
@@ -65,8 +73,8 @@ class NodeAgent:
             await controller.start()
         self._tasks = [asyncio.create_task(self._follow_nodes(), name="watch nodes")]
         if self.pods is not None:
-            items, _ = await self.kube.list_pods(POD_SELECTOR)
-            await self.pods.reconcile([p for p in items
+            listed = await self.kube.list_pods(field_selector=POD_SELECTOR)
+            await self.pods.reconcile([p for p in listed.items
                                        if p["spec"].get("nodeName") in self.controllers])
             self._tasks.append(asyncio.create_task(self._follow_pods(), name="watch pods"))
         self.ready.set()
@@ -83,68 +91,60 @@ class NodeAgent:
             await controller.stop()
 
     async def _follow_pods(self) -> None:
-        assert self.pods is not None
-        while True:
-            try:
-                items, version = await self.kube.list_pods(POD_SELECTOR)
-                for pod in items:
-                    await self.pods.on_pod_event("ADDED", pod)
-                async for kind, pod in self.kube.watch_pods(POD_SELECTOR, version):
-                    if kind == "ERROR":
-                        break
-                    if kind != "BOOKMARK":
-                        await self.pods.on_pod_event(kind, pod)
-            except (ApiException, OSError, ValueError) as err:
-                log.warning("pod watch ended (%s); listing again", err)
-                await asyncio.sleep(RETRY_S)
+        pods = self.pods
+        assert pods is not None
+
+        async def listed(items: list[JSON]) -> None:
+            for pod in items:
+                await pods.on_pod_event("ADDED", pod)
+
+        await self._follow("pod", lambda: self.kube.list_pods(field_selector=POD_SELECTOR),
+                           lambda version: self.kube.watch_pods(
+                               version, field_selector=POD_SELECTOR),
+                           listed, pods.on_pod_event)
 
     async def _follow_nodes(self) -> None:
+        await self._follow("node", self._list_nodes, self._watch_nodes, self._nodes_listed,
+                           self._node_event)
+
+    async def _list_nodes(self) -> ObjectList:
+        label, field = self._selectors()
+        return await self.kube.list_nodes(label_selector=label, field_selector=field)
+
+    def _watch_nodes(self, version: str) -> AsyncIterator[WatchEvent]:
+        label, field = self._selectors()
+        return self.kube.watch_nodes(version, label_selector=label, field_selector=field)
+
+    async def _follow(self, what: str, lister: Lister, watcher: Watcher,
+                      on_list: Callable[[list[JSON]], Awaitable[None]],
+                      on_event: Callable[[str, JSON], Awaitable[None]]) -> None:
+        """List and watch for ever; after a failure, wait a moment and list again."""
         while True:
             try:
-                data = await read_json(await self.kube.core.list_node(
-                    **self._selector(), _preload_content=False))
-                seen = set()
-                for node in data["items"]:
-                    seen.add(node["metadata"]["name"])
-                    await self._node_event("MODIFIED", node)
-                for missing in set(self.controllers) - seen:
-                    await self.controllers[missing].on_node_event("DELETED", {})
-                version = data["metadata"]["resourceVersion"]
-                response = await self.kube.core.list_node(
-                    **self._selector(), watch=True, resource_version=version,
-                    allow_watch_bookmarks=True, timeout_seconds=300, _preload_content=False)
-                if response.status != 200:
-                    await read_json(response)
-                async with response:
-                    async for line in response.content:
-                        event = _decode(line)
-                        if event is None or event[0] == "BOOKMARK":
-                            continue
-                        if event[0] == "ERROR":
-                            break
-                        await self._node_event(*event)
-            except (ApiException, OSError, ValueError) as err:
-                log.warning("node watch ended (%s); listing again", err)
+                await list_and_watch(lister, watcher, on_list, on_event)
+            except (KubeError, OSError, ValueError) as err:
+                log.warning("%s watch ended (%s); listing again", what, err)
                 await asyncio.sleep(RETRY_S)
 
-    def _selector(self) -> dict[str, str]:
+    async def _nodes_listed(self, items: list[JSON]) -> None:
+        """Every listed node is (re)delivered; a node no longer listed was deleted."""
+        seen = set()
+        for node in items:
+            seen.add(node["metadata"]["name"])
+            await self._node_event("MODIFIED", node)
+        for missing in set(self.controllers) - seen:
+            await self.controllers[missing].on_node_event("DELETED", {})
+
+    def _selectors(self) -> tuple[str | None, str | None]:
+        """The node selector as (label selector, field selector)."""
         if self.node_selector.startswith("metadata.name="):
-            return {"field_selector": self.node_selector}
-        return {"label_selector": self.node_selector}
+            return None, self.node_selector
+        return self.node_selector, None
 
     async def _node_event(self, kind: str, node: JSON) -> None:
         controller = self.controllers.get(node.get("metadata", {}).get("name", ""))
         if controller is not None:
             await controller.on_node_event(kind, node)
-
-
-def _decode(line: bytes) -> tuple[str, JSON] | None:
-    import json
-
-    if not line.strip():
-        return None
-    event = json.loads(line)
-    return str(event["type"]), event["object"]
 
 
 def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
-from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, MIG_STRATEGIES, NODE_KINDS
+from gpumodel.vocabulary import (
+    DEFAULT_MIG_STRATEGY,
+    DEFAULT_NODE_KIND,
+    MIG_CONFIG_STATE,
+    MIG_STRATEGIES,
+    NODE_KINDS,
+    NODE_LABEL,
+    NVIDIA_PREFIX,
+)
 
 if TYPE_CHECKING:
-    import httpx
-
+    from kubewire import KubeClient
     from localkube import ControlPlane
 
 AGENT = "node-agent"
@@ -96,24 +103,34 @@ def agent_argv(args: argparse.Namespace, plane: ControlPlane) -> list[str]:
     return argv
 
 
+def _node_ready(node: dict[str, Any], mig_config: str | None) -> bool:
+    """Ready, advertising GPUs, and with the requested MIG config applied (or failed)."""
+    status = node.get("status", {})
+    labels = node["metadata"].get("labels", {})
+    return (any(c["type"] == "Ready" and c["status"] == "True"
+                for c in status.get("conditions", []))
+            and any(k.startswith(NVIDIA_PREFIX) for k in status.get("allocatable", {}))
+            and (mig_config is None or labels.get(MIG_CONFIG_STATE) in ("success", "failed")))
+
+
 def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None
-                 ) -> Callable[[httpx.Client], bool]:
-    """Ready nodes advertising GPUs, with the requested MIG config applied."""
+                 ) -> Callable[[], bool]:
+    """Whether ``count`` simulated nodes are ready; a refusal by the API server (other
+    than no answer yet) ends the wait with its one-line error."""
+    from dgxsim.kubeapi import run_reads
+    from kubewire import KubeError, UnavailableError
 
-    def done(node: dict[str, Any]) -> bool:
-        status = node.get("status", {})
-        labels = node["metadata"].get("labels", {})
-        return (any(c["type"] == "Ready" and c["status"] == "True"
-                    for c in status.get("conditions", []))
-                and any(k.startswith("nvidia.com/") for k in status.get("allocatable", {}))
-                and (mig_config is None
-                     or labels.get("nvidia.com/mig.config.state") in ("success", "failed")))
+    async def list_nodes(kube: KubeClient) -> list[dict[str, Any]]:
+        return (await kube.list_nodes(label_selector=f"{NODE_LABEL}=true")).items
 
-    def check(client: httpx.Client) -> bool:
-        nodes = plane.api_get(client, "/api/v1/nodes?labelSelector=dgxsim.io%2Fnode%3Dtrue")
-        if nodes is None:
+    def check() -> bool:
+        try:
+            nodes = run_reads(plane.kubeconfig, list_nodes)
+        except UnavailableError:
             return False
-        return sum(done(n) for n in nodes.get("items", [])) >= count  # type: ignore[attr-defined]
+        except KubeError as err:
+            raise CommandError(f"waiting for the nodes: {err}") from err
+        return sum(_node_ready(n, mig_config) for n in nodes) >= count
 
     return check
 
@@ -129,7 +146,7 @@ def _start_operator(plane: ControlPlane) -> None:
     argv = [sys.executable, "-m", "dgxsim", "operator", "--kubeconfig", str(plane.kubeconfig),
             "--liveness-port", str(liveness), "--metrics-port", str(metrics)]
 
-    def alive(client: httpx.Client) -> bool:
+    def alive() -> bool:
         try:
             return httpx.get(f"http://127.0.0.1:{liveness}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
@@ -174,6 +191,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.mig_config not in known:
             raise CommandError(f"--mig-config {args.mig_config}: no such config; known: "
                                f"{', '.join(sorted(known))}")
+    from dgxsim.clusterfile import ClusterSettings, save_settings
     from localkube import AlreadyRunningError, ControlPlane, ControlPlaneError
 
     _ensure_binaries()
@@ -189,6 +207,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     _say(f"control plane {state.version} ready at {state.server} "
          f"in {time.monotonic() - started:.1f}s")
+    save_settings(plane.state_dir, ClusterSettings(
+        nodes=args.nodes, kind=args.kind, mig_strategy=args.mig_strategy,
+        mig_config=args.mig_config, time_scale=args.time_scale))
     if args.nodes:
         _say(f"starting the node agent with {args.nodes} {args.kind} nodes")
         t0 = time.monotonic()

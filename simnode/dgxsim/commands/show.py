@@ -10,7 +10,6 @@ one bar. ``--png FILE`` draws the same picture with matplotlib.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from gpumodel.vocabulary import INVENTORY_ANNOTATION, MIG_CONFIG, MIG_CONFIG_STA
 
 if TYPE_CHECKING:
     from gpumodel.inventory import InventoryDevice, NodeInventory
+    from kubewire import KubeClient
 
 SLICES = 8
 CELL = 14
@@ -128,33 +128,21 @@ def render_png(path: Path, nodes: list[tuple[str, NodeInventory]]) -> None:
     plt.close(fig)
 
 
-async def _nodes(kubeconfig: Path) -> list[dict[str, Any]]:
-    from kubernetes_asyncio import client, config
-
-    api = await config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        core: Any = client.CoreV1Api(api)
-        response = await core.list_node(_preload_content=False)
-        return list(json.loads(await response.read())["items"])
-    finally:
-        await api.close()
+async def _list_nodes(kube: KubeClient) -> list[dict[str, Any]]:
+    return (await kube.list_nodes()).items
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    import asyncio
-
     from pydantic import ValidationError
 
+    from dgxsim.kubeapi import read_cluster
     from gpumodel.inventory import NodeInventory
 
     kubeconfig = args.kubeconfig or state_dir_of(args) / "kubeconfig"
     if not Path(kubeconfig).is_file():
         raise CommandError(f"no kubeconfig at {kubeconfig} (start a cluster with dgxsim up "
                            "or pass --kubeconfig)")
-    try:
-        items = asyncio.run(_nodes(Path(kubeconfig)))
-    except OSError as err:
-        raise CommandError(f"cannot reach the cluster: {err}") from err
+    items = read_cluster(Path(kubeconfig), _list_nodes)
     shown: list[tuple[str, NodeInventory]] = []
     for node in sorted(items, key=lambda n: n["metadata"]["name"]):
         meta = node["metadata"]

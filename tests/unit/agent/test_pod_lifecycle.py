@@ -28,17 +28,10 @@ from gpumodel.vocabulary import (
     SIM_FINISHED_ANNOTATION,
     SIM_STARTED_ANNOTATION,
 )
+from kubewire.errors import error_for
 
 JSON = dict[str, Any]
 NODE = "dgx-0"
-
-
-class RefusedError(Exception):
-    """What the fake API server raises: an answer with an HTTP status."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"({status}) {reason}")
-        self.status = status
 
 
 @dataclass
@@ -54,7 +47,7 @@ class FakeKube:
         for i, (c, p, status) in enumerate(self.refuse):
             if c == call and (p is None or p == phase):
                 del self.refuse[i]
-                raise RefusedError(status, f"{call} refused")
+                raise error_for(call, status, f"{call} refused")
 
     async def patch_pod(self, namespace: str, name: str, patch: JSON) -> JSON:
         self._maybe_refuse("patch_pod", None)

@@ -1,13 +1,34 @@
-"""The wire-level helpers both API clients use: decoding raw answers, timestamps."""
+"""The one API client's error family and raw answers: every failure names its call."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from kubewire import ApiException, event_body, now_micro, now_rfc3339, read_json
+from kubewire import (
+    ConflictError,
+    ExpiredError,
+    ForbiddenError,
+    InvalidError,
+    KubeClient,
+    KubeconfigError,
+    KubeError,
+    MalformedError,
+    NotFoundError,
+    UnavailableError,
+    event_body,
+    now_micro,
+    now_rfc3339,
+    or_none,
+    read_json,
+)
+from kubewire.errors import error_for, wire_error
 
 
 @dataclass
@@ -26,27 +47,155 @@ class RawAnswer:
         self.released = True
 
 
+@pytest.mark.parametrize(("status", "cls"), [
+    (400, InvalidError), (403, ForbiddenError), (404, NotFoundError), (409, ConflictError),
+    (410, ExpiredError), (422, InvalidError), (429, UnavailableError), (0, UnavailableError),
+    (500, UnavailableError), (503, UnavailableError), (401, KubeError), (418, KubeError),
+])
+def test_each_status_has_its_class(status: int, cls: type[KubeError]) -> None:
+    err = error_for("list pods", status, "why")
+    assert type(err) is cls
+    assert (err.what, err.status, err.detail) == ("list pods", status, "why")
+
+
+def test_the_message_names_the_call_and_the_answer() -> None:
+    assert str(error_for("patch node dgx-0", 403, "forbidden")) == (
+        "patch node dgx-0: HTTP 403: forbidden")
+    assert str(error_for("list pods", 0, "Connection refused")) == (
+        "list pods: no answer: Connection refused")
+
+
 async def test_a_2xx_answer_is_its_decoded_body() -> None:
-    assert await read_json(RawAnswer(201, b'{"kind": "Node"}')) == {"kind": "Node"}
+    assert await read_json(RawAnswer(201, b'{"kind": "Node"}'), "create node") == {
+        "kind": "Node"}
 
 
 async def test_an_empty_2xx_answer_is_an_empty_object() -> None:
-    assert await read_json(RawAnswer(200, b"")) == {}
+    assert await read_json(RawAnswer(200, b""), "delete pod") == {}
 
 
-async def test_a_refusal_raises_with_status_reason_and_body_and_releases_the_answer() -> None:
-    answer = RawAnswer(409, b'{"reason": "AlreadyExists"}', "Conflict")
-    with pytest.raises(ApiException) as caught:
-        await read_json(answer)
-    assert (caught.value.status, caught.value.reason) == (409, "Conflict")
-    assert "AlreadyExists" in caught.value.body
+async def test_a_refusal_raises_its_class_with_the_servers_message_and_the_cause() -> None:
+    body = b'{"kind": "Status", "reason": "AlreadyExists", "message": "pods \\"a\\" exists"}'
+    answer = RawAnswer(409, body, "Conflict")
+    with pytest.raises(ConflictError) as caught:
+        await read_json(answer, "create pod ml/a")
+    assert str(caught.value) == 'create pod ml/a: HTTP 409: pods "a" exists'
+    cause = caught.value.__cause__
+    assert isinstance(cause, ApiException)
+    assert (cause.status, cause.reason) == (409, "Conflict")
+    assert "AlreadyExists" in cause.body
     assert answer.released
 
 
 async def test_a_long_refusal_body_is_cut() -> None:
-    with pytest.raises(ApiException) as caught:
-        await read_json(RawAnswer(500, b"x" * 10_000, "Internal Server Error"))
-    assert len(caught.value.body) == 2000
+    with pytest.raises(UnavailableError) as caught:
+        await read_json(RawAnswer(500, b"x" * 10_000, "Internal Server Error"), "list nodes")
+    assert isinstance(caught.value.__cause__, ApiException)
+    assert len(caught.value.__cause__.body) == 2000
+    assert len(caught.value.detail) == 500
+
+
+async def test_a_2xx_body_that_is_not_a_json_object_is_malformed() -> None:
+    with pytest.raises(MalformedError, match="read node a: HTTP 200: not JSON"):
+        await read_json(RawAnswer(200, b"<html>"), "read node a")
+    with pytest.raises(MalformedError, match="not a JSON object"):
+        await read_json(RawAnswer(200, b"[1]"), "read node a")
+
+
+def test_library_errors_map_onto_the_family() -> None:
+    refused = ApiException(status=404, reason="Not Found")
+    refused.body = b'{"message": "nodes \\"x\\" not found"}'
+    assert isinstance(wire_error("read node x", refused), NotFoundError)
+    assert str(wire_error("read node x", refused)) == 'read node x: HTTP 404: nodes "x" not found'
+    dropped = aiohttp.ServerDisconnectedError()
+    assert isinstance(wire_error("watch pods", dropped), UnavailableError)
+    assert isinstance(wire_error("list pods", TimeoutError()), UnavailableError)
+    assert wire_error("list pods", TimeoutError()).detail == "TimeoutError"
+
+
+class FakeCore:
+    """The generated CoreV1Api at the process edge: canned answers, recorded calls."""
+
+    def __init__(self, answer: RawAnswer | BaseException) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> RawAnswer:
+            self.calls.append((name, args, kwargs))
+            if isinstance(self.answer, BaseException):
+                raise self.answer
+            return self.answer
+        return call
+
+
+def _kube(answer: RawAnswer | BaseException) -> tuple[KubeClient, FakeCore]:
+    kube = KubeClient(client.ApiClient())
+    core = FakeCore(answer)
+    kube._core = core
+    return kube, core
+
+
+async def test_a_call_sends_raw_and_decodes_the_answer() -> None:
+    kube, core = _kube(RawAnswer(200, b'{"items": [{"a": 1}], "metadata": '
+                                      b'{"resourceVersion": "42"}}'))
+    listed = await kube.list_pods(namespace="ml", label_selector="app=x")
+    assert listed.items == [{"a": 1}] and listed.resource_version == "42"
+    assert core.calls == [("list_namespaced_pod", ("ml",),
+                           {"_preload_content": False, "label_selector": "app=x"})]
+    await kube.close()
+
+
+async def test_a_patch_says_its_content_type() -> None:
+    kube, core = _kube(RawAnswer(200, b"{}"))
+    await kube.patch_pod_status("ml", "a", {"status": {}})
+    await kube.patch_node("dgx-0", {"metadata": {}})
+    assert core.calls[0][2]["_content_type"] == "application/strategic-merge-patch+json"
+    assert core.calls[1][2]["_content_type"] == "application/merge-patch+json"
+    await kube.close()
+
+
+async def test_no_answer_is_unavailable_naming_the_call_with_the_cause() -> None:
+    refused = aiohttp.ClientConnectionError("Connection refused")
+    kube, _ = _kube(refused)
+    with pytest.raises(UnavailableError) as caught:
+        await kube.patch_node_status("dgx-0", {})
+    assert str(caught.value) == "patch node dgx-0 status: no answer: Connection refused"
+    assert caught.value.__cause__ is refused
+    await kube.close()
+
+
+async def test_or_none_answers_none_for_a_missing_object_only() -> None:
+    kube, _ = _kube(RawAnswer(404, b'{"message": "not found"}', "Not Found"))
+    assert await or_none(kube.read_configmap("ns", "cm")) is None
+    kube._core = FakeCore(RawAnswer(403, b'{"message": "forbidden"}', "Forbidden"))
+    with pytest.raises(ForbiddenError, match="read configmap ns/cm: HTTP 403: forbidden"):
+        await or_none(kube.read_configmap("ns", "cm"))
+    await kube.close()
+
+
+async def test_delete_pod_tolerates_a_missing_pod_only_when_asked() -> None:
+    kube, core = _kube(RawAnswer(404, b"{}", "Not Found"))
+    await kube.delete_pod("ml", "a", uid="u-1", grace_period_s=0, missing_ok=True)
+    assert core.calls[0][2]["body"] == {"preconditions": {"uid": "u-1"}, "gracePeriodSeconds": 0}
+    with pytest.raises(NotFoundError):
+        await kube.delete_pod("ml", "a")
+    await kube.close()
+
+
+async def test_events_are_best_effort() -> None:
+    kube, core = _kube(aiohttp.ClientConnectionError("down"))
+    await kube.record_event({"metadata": {"name": "a", "namespace": "ml"}}, "Started", "m",
+                            component="c")
+    assert core.calls[0][0] == "create_namespaced_event" and core.calls[0][1][0] == "ml"
+    await kube.close()
+
+
+async def test_an_unusable_kubeconfig_is_a_kubeconfig_error(tmp_path: Any) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text("apiVersion: v1\nkind: Config\n")
+    with pytest.raises(KubeconfigError, match=f"load kubeconfig {path}: no answer"):
+        await KubeClient.connect(path)
 
 
 def test_timestamps_have_the_api_servers_formats() -> None:
