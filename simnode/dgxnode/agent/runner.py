@@ -118,13 +118,20 @@ class NodeAgent:
     async def _follow(self, what: str, lister: Lister, watcher: Watcher,
                       on_list: Callable[[list[JSON]], Awaitable[None]],
                       on_event: Callable[[str, JSON], Awaitable[None]]) -> None:
-        """List and watch for ever; after a failure, wait a moment and list again."""
+        """List and watch for ever; after a failure, wait a moment and list again.
+
+        Nothing ends this loop but cancellation: an API server or etcd that restarts
+        ends the watch with an error, and the agent lists again once it answers; an
+        error of the agent's own is logged and the watch starts over rather than
+        leaving every node deaf."""
         while True:
             try:
                 await list_and_watch(lister, watcher, on_list, on_event)
             except (KubeError, OSError, ValueError) as err:
                 log.warning("%s watch ended (%s); listing again", what, err)
-                await asyncio.sleep(RETRY_S)
+            except Exception:
+                log.exception("%s watch failed; listing again", what)
+            await asyncio.sleep(RETRY_S)
 
     async def _nodes_listed(self, items: list[JSON]) -> None:
         """Every listed node is (re)delivered; a node no longer listed was deleted."""
