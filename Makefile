@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STATE ?= .state/demo
-KUBECTL = .tools/bin/kubectl --kubeconfig $(STATE)/kubeconfig
+DEMO_KUBECTL = .tools/bin/kubectl --kubeconfig $(STATE)/kubeconfig
 PYTEST_ARGS ?=
 
 ## help: list targets (default)
@@ -84,23 +84,23 @@ test: dev tools verify
 .PHONY: demo
 demo: dev tools
 	$(BIN)/dgxsim up --state-dir $(STATE) --nodes 2 --time-scale 60
-	$(KUBECTL) wait --for=create serviceaccount/default --timeout=60s
-	$(KUBECTL) delete -f examples/jobs/ -f examples/dgx-a100-mixed-workloads/ --ignore-not-found --wait
-	$(KUBECTL) delete events --all-namespaces --field-selector reason=MigLayoutDecided --ignore-not-found >/dev/null
+	$(DEMO_KUBECTL) wait --for=create serviceaccount/default --timeout=60s
+	$(DEMO_KUBECTL) delete -f examples/jobs/ -f examples/dgx-a100-mixed-workloads/ --ignore-not-found --wait
+	$(DEMO_KUBECTL) delete events --all-namespaces --field-selector reason=MigLayoutDecided --ignore-not-found >/dev/null
 	@echo "== 1. static MIG: dgx-1 relabelled nvidia.com/mig.config=all-1g.5gb, as with NVIDIA's mig-manager"
-	$(KUBECTL) label node dgx-0 dgxsim.io/mig-policy- nvidia.com/mig.config=all-disabled --overwrite
-	$(KUBECTL) label node dgx-1 nvidia.com/mig.config=all-1g.5gb --overwrite
-	$(KUBECTL) wait node/dgx-0 node/dgx-1 --for=jsonpath='{.metadata.labels.nvidia\.com/mig\.config\.state}'=success --timeout=120s
-	$(KUBECTL) get nodes -L nvidia.com/mig.config,nvidia.com/mig.config.state,nvidia.com/gpu.count,nvidia.com/mig-1g.5gb.count
-	$(KUBECTL) apply -f examples/jobs/
-	$(KUBECTL) wait --for=condition=complete job/train-2gpu job/infer-mig --timeout=300s
-	$(KUBECTL) get pods -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,DEVICES:.metadata.annotations.dgxsim\.io/devices'
+	$(DEMO_KUBECTL) label node dgx-0 dgxsim.io/mig-policy- nvidia.com/mig.config=all-disabled --overwrite
+	$(DEMO_KUBECTL) label node dgx-1 nvidia.com/mig.config=all-1g.5gb --overwrite
+	$(DEMO_KUBECTL) wait node/dgx-0 node/dgx-1 --for=jsonpath='{.metadata.labels.nvidia\.com/mig\.config\.state}'=success --timeout=120s
+	$(DEMO_KUBECTL) get nodes -L nvidia.com/mig.config,nvidia.com/mig.config.state,nvidia.com/gpu.count,nvidia.com/mig-1g.5gb.count
+	$(DEMO_KUBECTL) apply -f examples/jobs/
+	$(DEMO_KUBECTL) wait --for=condition=complete job/train-2gpu job/infer-mig --timeout=300s
+	$(DEMO_KUBECTL) get pods -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,DEVICES:.metadata.annotations.dgxsim\.io/devices'
 	@echo "== 2. the white paper's mixed-workload node: dgx-0 partitioned on demand by the operator"
-	$(KUBECTL) label node dgx-0 dgxsim.io/mig-policy=dynamic --overwrite
-	$(KUBECTL) apply -f examples/dgx-a100-mixed-workloads/
-	$(KUBECTL) wait --for=jsonpath='{.status.phase}'=Succeeded dgxjob/bert-pretrain dgxjob/hpc-dgemm --timeout=300s
-	$(KUBECTL) wait --for=condition=complete job/bert-inference --timeout=300s
-	$(KUBECTL) get events --field-selector reason=MigLayoutDecided -o custom-columns='NODE:.involvedObject.name,DECISION:.message'
+	$(DEMO_KUBECTL) label node dgx-0 dgxsim.io/mig-policy=dynamic --overwrite
+	$(DEMO_KUBECTL) apply -f examples/dgx-a100-mixed-workloads/
+	$(DEMO_KUBECTL) wait --for=jsonpath='{.status.phase}'=Succeeded dgxjob/bert-pretrain dgxjob/hpc-dgemm --timeout=300s
+	$(DEMO_KUBECTL) wait --for=condition=complete job/bert-inference --timeout=300s
+	$(DEMO_KUBECTL) get events --field-selector reason=MigLayoutDecided -o custom-columns='NODE:.involvedObject.name,DECISION:.message'
 	$(BIN)/dgxsim jobs --state-dir $(STATE)
 	@echo "The cluster keeps running (KUBECONFIG=$(STATE)/kubeconfig); stop it with: make demo-down"
 
@@ -130,7 +130,7 @@ IMAGE_REPO ?= dgxsim
 IMAGE_TAG ?= dev
 IMAGE := $(IMAGE_REPO):$(IMAGE_TAG)
 RELEASE ?= dgxsim
-# The nodes read the mig-parted ConfigMap from dgxsim-system.
+# Any namespace works: the chart tells its pods theirs (POD_NAMESPACE).
 RELEASE_NAMESPACE ?= dgxsim-system
 HELM ?= $(or $(shell command -v helm 2>/dev/null),.tools/bin/helm)
 KUBECTL ?= $(or $(shell command -v kubectl 2>/dev/null),.tools/bin/kubectl)
