@@ -105,3 +105,27 @@ def rule_set(role: JSON) -> set[tuple[str, str, str, str]]:
                     for name in rule.get("resourceNames") or [""]:
                         found.add((group, resource, verb, name))
     return found
+
+
+RBAC_AND_CONFIG = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                   "ConfigMap")
+"""What a component needs of the chart to run under its own ServiceAccount."""
+
+
+def apply_in_namespace(cluster: Any, namespace: str, objects: list[JSON]) -> None:
+    """Create ``namespace`` and apply ``objects`` in it."""
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+    cluster.kubectl("apply", "-f", "-", stdin=as_json_stream(objects))
+
+
+def service_account_kubeconfig(cluster: Any, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig that signs in with a fresh token of ``namespace/account``, as a pod
+    of that ServiceAccount would."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace,
+                            "--duration=1h").stdout.strip()
+    config = json.loads(cluster.kubectl("config", "view", "--raw", "-o", "json").stdout)
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(json.dumps(config))
+    return path

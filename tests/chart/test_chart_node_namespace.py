@@ -24,7 +24,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chart_helpers import JSON, as_json_stream, container, find, render
+from chart_helpers import (
+    JSON,
+    RBAC_AND_CONFIG,
+    apply_in_namespace,
+    as_json_stream,
+    container,
+    find,
+    render,
+    service_account_kubeconfig,
+)
 from kube import Cluster, stop_process
 
 from dgxnode.agent.checkpoint import Checkpoint
@@ -42,12 +51,8 @@ TIMEOUT_S = 90.0
 @pytest.fixture
 def chart_objects(control_plane: Cluster) -> Iterator[list[JSON]]:
     docs = render(release=RELEASE, namespace=NAMESPACE)
-    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
-    objects = [d for d in docs if d["kind"] in (
-        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-        "ConfigMap")]
-    control_plane.kubectl("apply", "-f", "-", stdin=as_json_stream(objects))
+    objects = [d for d in docs if d["kind"] in RBAC_AND_CONFIG]
+    apply_in_namespace(control_plane, NAMESPACE, objects)
     try:
         yield docs
     finally:
@@ -62,16 +67,6 @@ def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="dgn", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def node_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", ACCOUNT, "-n", NAMESPACE,
-                            "--duration=1h").stdout.strip()
-    config = json.loads(cluster.kubectl("config", "view", "--raw", "-o", "json").stdout)
-    for user in config["users"]:
-        user["user"] = {"token": token}
-    path.write_text(json.dumps(config))
-    return path
 
 
 def daemonset_argv(docs: list[JSON], state: Path, plugin_dir: Path) -> list[str]:
@@ -109,7 +104,8 @@ async def test_the_node_reads_its_configmap_in_the_release_namespace(
     kubelet = DeviceManager(NODE, plugin_dir, Checkpoint(short_dir / "kubelet-checkpoint.json"))
     await kubelet.start()
     log = short_dir / "node.log"
-    kubeconfig = node_kubeconfig(control_plane, short_dir / "node.kubeconfig")
+    kubeconfig = service_account_kubeconfig(control_plane, ACCOUNT, NAMESPACE,
+                                            short_dir / "node.kubeconfig")
     argv = [*daemonset_argv(chart_objects, short_dir / "state", plugin_dir),
             "--kubeconfig", str(kubeconfig)]
     with open(log, "wb") as out:

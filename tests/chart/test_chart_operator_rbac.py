@@ -18,7 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chart_helpers import JSON, as_json_stream, container, find, render
+from chart_helpers import (
+    JSON,
+    RBAC_AND_CONFIG,
+    apply_in_namespace,
+    as_json_stream,
+    container,
+    find,
+    render,
+    service_account_kubeconfig,
+)
 from kube import Cluster, stop_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -43,10 +52,8 @@ def chart_objects(control_plane: Cluster) -> Iterator[list[JSON]]:
     control_plane.kubectl("apply", "--server-side", "-f", "-", stdin=as_json_stream(crds))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                           "crd/dgxjobs.dgxsim.io")
-    objects = [d for d in docs if d["kind"] in (
-        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-        "ConfigMap")]
-    control_plane.kubectl("apply", "-f", "-", stdin=as_json_stream(objects))
+    objects = [d for d in docs if d["kind"] in RBAC_AND_CONFIG]
+    apply_in_namespace(control_plane, NAMESPACE, objects)
     try:
         yield docs
     finally:
@@ -58,16 +65,6 @@ def chart_objects(control_plane: Cluster) -> Iterator[list[JSON]]:
                                   check=False)
         control_plane.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found",
                               "--wait=true", "--timeout=120s", check=False)
-
-
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    token = cluster.kubectl("create", "token", ACCOUNT, "-n", NAMESPACE,
-                            "--duration=1h").stdout.strip()
-    config = json.loads(cluster.kubectl("config", "view", "--raw", "-o", "json").stdout)
-    for user in config["users"]:
-        user["user"] = {"token": token}
-    path.write_text(json.dumps(config))
-    return path
 
 
 def chart_env(docs: list[JSON]) -> dict[str, str]:
@@ -89,7 +86,8 @@ def test_operator_runs_under_the_chart_rbac(control_plane: Cluster, chart_object
                                             tmp_path: Path) -> None:
     import os
 
-    kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
+    kubeconfig = service_account_kubeconfig(control_plane, ACCOUNT, NAMESPACE,
+                                            tmp_path / "operator.kubeconfig")
     log = tmp_path / "operator.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
