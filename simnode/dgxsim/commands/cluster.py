@@ -168,12 +168,17 @@ UP_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 def _ensure_binaries() -> None:
     """Put the pinned binaries in place when neither the tools folder nor PATH has them:
     from the per-user cache, else built with Go, else downloaded (an installed wheel
-    has no ``make tools``)."""
+    has no ``make tools``). A ``DGXSIM_TOOLS_DIR`` the user set holds their own
+    binaries: nothing is written there, and a missing one is named at start."""
+    import os
     import shutil
 
-    from localkube.toolchain import ToolchainError, ensure_tools, missing_tools
+    from localkube.toolchain import ToolchainError, bin_dir, ensure_tools
 
-    missing = [n for n in missing_tools(UP_TOOLS) if shutil.which(n) is None]
+    if os.environ.get("DGXSIM_TOOLS_DIR"):
+        return
+    missing = [n for n in UP_TOOLS
+               if not (bin_dir() / n).is_file() and shutil.which(n) is None]
     if not missing:
         return
     _say(f"getting {', '.join(missing)} (once; later runs reuse them)")
