@@ -18,7 +18,7 @@ def asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, ..
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "etcd").write_text("present")
     monkeypatch.setattr(toolchain, "bin_dir", lambda: tmp_path / "bin")
-    monkeypatch.setattr(toolchain, "ensure_tools", lambda names: calls.append(names))
+    monkeypatch.setattr(toolchain, "ensure_tools", calls.append)
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/kubectl" if name == "kubectl"
                         else None)
     monkeypatch.delenv("DGXSIM_TOOLS_DIR", raising=False)
