@@ -356,7 +356,7 @@ def test_bindings_bind_each_role_to_its_own_service_account() -> None:
 
 def test_default_mig_configs_are_the_nodes_defaults() -> None:
     shipped = CHART / "files" / "default-mig-configs.yaml"
-    catalog = REPO_ROOT / "dgxnode" / "gpumodel" / "catalog" / "default-mig-configs.yaml"
+    catalog = REPO_ROOT / "simnode" / "gpumodel" / "catalog" / "default-mig-configs.yaml"
     assert shipped.read_text() == catalog.read_text(), \
         "copy simnode/gpumodel/catalog/default-mig-configs.yaml to charts/dgxsim/files/"
     text = find(render(), "ConfigMap", "dgxsim-mig-configs")["data"]["config.yaml"]
