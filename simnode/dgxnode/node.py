@@ -177,7 +177,8 @@ class SimNode:
     def reboot(self) -> None:
         """A node reboot: containers are gone, MIG modes persist, GIs and CIs do not."""
         gpus = tuple(engine.reset(g) for g in self._state.gpus)
-        self._commit(self._state.model_copy(update={"gpus": gpus, "allocations": {}}),
+        self._commit(self._state.model_copy(update={"gpus": gpus, "allocations": {},
+                                                    "last_xid": {}}),
                      "reset", None, "node rebooted")
 
     # -- GPU and compute instances -----------------------------------------------------
@@ -253,13 +254,18 @@ class SimNode:
             self._resume()
 
     @transaction
-    def set_health(self, device_id: str, healthy: bool) -> None:
-        """Mark a device (or a whole GPU) healthy or unhealthy; both directions work."""
+    def set_health(self, device_id: str, healthy: bool, xid: int | None = None) -> None:
+        """Mark a device (or a whole GPU) healthy or unhealthy; both directions work.
+        ``xid`` records the XID error that made it unhealthy."""
         current = set(self._state.unhealthy)
         updated = current - {device_id} if healthy else current | {device_id}
-        if updated != current:
-            self._commit(self._state.model_copy(update={"unhealthy": tuple(sorted(updated))}),
-                         "health", None, f"{device_id} {'healthy' if healthy else 'unhealthy'}")
+        last_xid = dict(self._state.last_xid)
+        if xid is not None and not healthy:
+            last_xid[device_id] = xid
+        if updated != current or last_xid != self._state.last_xid:
+            self._commit(self._state.model_copy(update={
+                "unhealthy": tuple(sorted(updated)), "last_xid": last_xid}),
+                "health", None, f"{device_id} {'healthy' if healthy else 'unhealthy'}")
 
     # -- named configs (mig-manager's role) --------------------------------------------
     def targets(self, name: str, config: MigPartedConfig | None = None) -> dict[int, GpuTarget]:

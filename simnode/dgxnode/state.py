@@ -79,6 +79,9 @@ class NodeState(_Frozen):
     allocations: dict[str, str] = Field(default_factory=dict)
     """Device ID (``GPU-...`` / ``MIG-...``) -> owner (``namespace/pod/container``)."""
     unhealthy: tuple[str, ...] = ()
+    last_xid: dict[str, int] = Field(default_factory=dict)
+    """Device ID -> the last XID error raised on it (DCGM's ``DCGM_FI_DEV_XID_ERRORS``);
+    kept when the device is healthy again, cleared by a reboot."""
     mig_config: str | None = None
     mig_config_state: ConfigState | None = None
     pending_apply: PendingApply | None = None

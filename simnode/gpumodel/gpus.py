@@ -60,6 +60,18 @@ class MigGeometry(BaseModel):
     """The BAR1 aperture; a GPU instance gets the share of its memory slices."""
 
 
+class TelemetrySpec(BaseModel):
+    """What the board reports to NVML when idle, and how hot it runs at its TDP."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    idle_power_w: float = Field(gt=0)
+    idle_temp_c: float
+    full_load_temp_c: float
+    idle_sm_clock_mhz: int = Field(gt=0)
+    memory_clock_mhz: int = Field(gt=0)
+
+
 class DeviceSpec(BaseModel):
     """One device kind: compute, memory and interconnect facts with units in the names."""
 
@@ -83,6 +95,7 @@ class DeviceSpec(BaseModel):
     nvlink: NvlinkSpec | None = None
     pcie: PcieSpec | None = None
     mig: MigGeometry | None = None
+    telemetry: TelemetrySpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DeviceSpec:

@@ -88,7 +88,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     node = _open(args)
     target = _device_id(node, args)
     xid = NVLINK_XID if args.nvlink else args.xid
-    node.set_health(target, healthy=False)
+    node.set_health(target, healthy=False, xid=xid)
     print(f"{node.name}: XID {xid} ({XIDS[xid]}) on {target}: marked Unhealthy")
     return 0
 
