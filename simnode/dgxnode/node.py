@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -31,6 +32,7 @@ from dgxnode.store import NodeStore
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
 from gpumodel.mig import ProfileTable, profile_table
+from gpumodel.migexport import CurrentGpu
 from gpumodel.migparted import GpuTarget, MigPartedConfig, default_mig_configs
 from gpumodel.node import NodeHardware, build_node_hardware
 from gpumodel.systems import system
@@ -268,6 +270,13 @@ class SimNode:
                 "health", None, f"{device_id} {'healthy' if healthy else 'unhealthy'}")
 
     # -- named configs (mig-manager's role) --------------------------------------------
+    def current_gpus(self) -> list[CurrentGpu]:
+        """Each GPU's MIG mode and MIG devices by profile, as mig-parted ``export`` reads them."""
+        return [CurrentGpu(index=g.index, pci_device_id=g.pci_device_id,
+                           mig_enabled=self._state.gpu(g.index).mig_enabled,
+                           devices=dict(Counter(d.profile for d in self.mig_devices(g.index))))
+                for g in self.hardware.gpus]
+
     def targets(self, name: str, config: MigPartedConfig | None = None) -> dict[int, GpuTarget]:
         gpus = [(g.index, g.pci_device_id) for g in self.hardware.gpus]
         return (config or default_mig_configs()).targets(name, gpus)

@@ -14,16 +14,15 @@ from dgxnode.agent.errors import AnnotationError
 from dgxnode.agent.workload import WORKLOAD, StepPredictor, WorkloadSpec
 from gpumodel.perf.errors import PerfError
 from gpumodel.perf.model import PerfRequest, predict
-from gpumodel.vocabulary import GPU_RESOURCE
-from gpumodel.vocabulary import MIG_RESOURCE_PREFIX as MIG_PREFIX
+from gpumodel.vocabulary import GPU_RESOURCE, mig_profile_of
 
 
 def request_for(spec: WorkloadSpec, devices: Mapping[str, tuple[str, ...]], gpu_device: str
                 ) -> PerfRequest:
     """The performance-model request for ``spec`` on ``devices`` of a ``gpu_device`` node."""
     whole = len(devices.get(GPU_RESOURCE, ()))
-    migs = {r.removeprefix(MIG_PREFIX): ids for r, ids in devices.items()
-            if r.startswith(MIG_PREFIX)}
+    migs = {profile: ids for r, ids in devices.items()
+            if (profile := mig_profile_of(r)) is not None}
     if whole and migs:
         raise AnnotationError(f"{WORKLOAD}: a pod runs on whole GPUs or on one MIG device, "
                               "not both")

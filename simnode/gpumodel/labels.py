@@ -2,20 +2,33 @@
 
 Schedulers, quota policies and MIG tooling written for NVIDIA's stack select
 nodes by these labels, so dgxsim derives them from a node's inventory exactly
-as gpu-feature-discovery would: product, count and memory of the GPUs (of the
-MIG devices, under the single strategy), and per MIG profile its count, memory,
-multiprocessors, slices and engines (mixed strategy). Labels that no longer
-apply map to ``None`` so a merge patch removes them.
+as the current gpu-feature-discovery (``k8s-device-plugin/internal/lm``) does:
+the machine, driver and CUDA versions under the old and the new names,
+product, count, replicas, sharing strategy and memory of the GPUs (of the MIG
+devices, under the single strategy, or ``<product>-MIG-INVALID`` for a layout
+that strategy refuses), and per MIG profile the same plus multiprocessors,
+slices and engines (mixed strategy). Labels that no longer apply map to
+``None`` so a merge patch removes them.
 """
 
 from __future__ import annotations
 
+import re
+
 from gpumodel.errors import UnknownProfileError
-from gpumodel.gpus import device
-from gpumodel.inventory import NodeInventory
-from gpumodel.mig import MigProfile, profile_table
-from gpumodel.software import CUDA_VERSION, DRIVER_VERSION, compute_capability
+from gpumodel.gpus import DeviceSpec, device
+from gpumodel.inventory import InventoryDevice, NodeInventory
+from gpumodel.mig import GpuInstanceProfile, MigProfile, profile_table
+from gpumodel.software import (
+    CUDA_VERSION,
+    DRIVER_VERSION,
+    compute_capability,
+    cuda_version,
+    driver_version,
+)
+from gpumodel.systems import system, system_catalog
 from gpumodel.vocabulary import (
+    GPU_RESOURCE,
     MIG_CONFIG,
     MIG_CONFIG_STATE,
     MIG_STRATEGY,
@@ -35,73 +48,144 @@ def leaf_switch(nodes_per_leaf: int | None, node_index: int) -> str | None:
 
 
 
-def _sanitize(product: str) -> str:
-    return product.replace(" ", "-")
+_MACHINE_UNKNOWN = "unknown"
+_UNSAFE = re.compile(r"[^A-Za-z0-9\-_. ]")
+
+
+def _sanitize(name: str) -> str:
+    """GFD's rule for product names: drop what a label value cannot hold, spaces to ``-``."""
+    return "-".join(_UNSAFE.sub("", name).split())
 
 
 def gfd_labels(inventory: NodeInventory, strategy: MigStrategy, gpu_device: str
                ) -> dict[str, str]:
-    """The ``nvidia.com/*`` labels gpu-feature-discovery would set on this node."""
+    """The ``nvidia.com/*`` labels gpu-feature-discovery would set on this node.
+
+    Built in GFD's order, later groups overriding earlier ones: machine,
+    versions, capabilities, whole GPUs, then the MIG strategy's labels.
+    ``nvidia.com/gpu.present`` is the GPU Operator's (its NFD rule), not GFD's.
+    """
     spec = device(gpu_device)
-    major, minor = compute_capability(spec.architecture) or (0, 0)
-    labels = {
-        "nvidia.com/gpu.present": "true",
-        "nvidia.com/gpu.family": spec.architecture,
-        "nvidia.com/gpu.compute.major": str(major),
-        "nvidia.com/gpu.compute.minor": str(minor),
-        "nvidia.com/gpu.machine": _sanitize(inventory.kind.upper()),
-        "nvidia.com/cuda.driver.major": str(DRIVER_VERSION[0]),
-        "nvidia.com/cuda.driver.minor": str(DRIVER_VERSION[1]),
-        "nvidia.com/cuda.driver.rev": f"{DRIVER_VERSION[2]:02d}",
-        "nvidia.com/cuda.runtime.major": str(CUDA_VERSION[0]),
-        "nvidia.com/cuda.runtime.minor": str(CUDA_VERSION[1]),
-        "nvidia.com/mig.capable": "true" if spec.mig else "false",
-        MIG_STRATEGY: strategy,
+    labels = {"nvidia.com/gpu.present": "true", **_machine_labels(inventory.kind),
+              **_version_labels(), "nvidia.com/mig.capable": "true" if spec.mig else "false",
+              "nvidia.com/mps.capable": "false", **_full_gpu_labels(inventory, spec),
+              "nvidia.com/gpu.mode": "compute"}
+    if strategy == "single":
+        labels.update({MIG_STRATEGY: strategy, **_single_labels(inventory, spec)})
+    elif strategy == "mixed":
+        labels.update({MIG_STRATEGY: strategy, **_mixed_labels(inventory, gpu_device)})
+    return labels
+
+
+def _machine_labels(kind: str) -> dict[str, str]:
+    """``gpu.machine``: the DMI product name the firmware reports, spaces written ``-``."""
+    name = system(kind).dmi_product_name if kind in system_catalog() else None
+    return {"nvidia.com/gpu.machine": (name or _MACHINE_UNKNOWN).strip().replace(" ", "-")}
+
+
+def _version_labels() -> dict[str, str]:
+    """Driver and CUDA versions, under GFD's deprecated names and its current ones."""
+    major, minor, rev = (str(DRIVER_VERSION[0]), str(DRIVER_VERSION[1]),
+                         f"{DRIVER_VERSION[2]:02d}")
+    cuda_major, cuda_minor = (str(v) for v in CUDA_VERSION)
+    return {
+        "nvidia.com/cuda.driver.major": major, "nvidia.com/cuda.driver.minor": minor,
+        "nvidia.com/cuda.driver.rev": rev,
+        "nvidia.com/cuda.runtime.major": cuda_major, "nvidia.com/cuda.runtime.minor": cuda_minor,
+        "nvidia.com/cuda.driver-version.major": major,
+        "nvidia.com/cuda.driver-version.minor": minor,
+        "nvidia.com/cuda.driver-version.revision": rev,
+        "nvidia.com/cuda.driver-version.full": driver_version(),
+        "nvidia.com/cuda.runtime-version.major": cuda_major,
+        "nvidia.com/cuda.runtime-version.minor": cuda_minor,
+        "nvidia.com/cuda.runtime-version.full": cuda_version(),
     }
-    gpus = [d for d in inventory.devices if d.kind == "gpu"]
-    migs = [d for d in inventory.devices if d.kind == "mig"]
-    product = _sanitize(spec.product_name)
-    profiles = sorted({str(d.profile) for d in migs})
-    if strategy == "single" and migs and len(profiles) == 1:
-        labels["nvidia.com/gpu.product"] = f"{product}-MIG-{profiles[0]}"
-        labels["nvidia.com/gpu.count"] = str(len(migs))
-        labels["nvidia.com/gpu.memory"] = str(migs[0].memory_mib)
-        labels["nvidia.com/gpu.multiprocessors"] = str(migs[0].sms)
-    else:
-        labels["nvidia.com/gpu.product"] = product
-        labels["nvidia.com/gpu.count"] = str(len(gpus))
-        labels["nvidia.com/gpu.memory"] = str(spec.memory_mib)
-    if strategy == "mixed" and spec.mig:
-        labels.update(_mig_profile_labels(inventory, gpu_device))
+
+
+def _full_gpu_labels(inventory: NodeInventory, spec: DeviceSpec) -> dict[str, str]:
+    """Whole-GPU labels; replicas 0 when every GPU is in MIG mode (GFD shares none of them)."""
+    major, minor = compute_capability(spec.architecture) or (0, 0)
+    any_whole = any(g.mig_mode == "Disabled" for g in inventory.gpus)
+    labels = _resource_labels(GPU_RESOURCE, _sanitize(spec.product_name), len(inventory.gpus),
+                              replicas=1 if any_whole else 0)
+    labels.update({
+        f"{GPU_RESOURCE}.memory": str(spec.memory_mib),
+        f"{GPU_RESOURCE}.family": spec.architecture,
+        f"{GPU_RESOURCE}.compute.major": str(major),
+        f"{GPU_RESOURCE}.compute.minor": str(minor),
+    })
     return labels
 
 
-def _mig_profile_labels(inventory: NodeInventory, gpu_device: str) -> dict[str, str]:
-    table = profile_table(gpu_device)
-    labels: dict[str, str] = {}
-    counts: dict[str, int] = {}
+def _resource_labels(key: str, product: str, count: int, replicas: int = 1) -> dict[str, str]:
+    return {f"{key}.product": product, f"{key}.count": str(count),
+            f"{key}.replicas": str(replicas), f"{key}.sharing-strategy": "none"}
+
+
+def _mig_devices(inventory: NodeInventory) -> dict[str, list[InventoryDevice]]:
+    """MIG devices by the name GFD gives them (``1g.5gb.me``: ``+`` written ``.``)."""
+    by_name: dict[str, list[InventoryDevice]] = {}
     for d in inventory.devices:
-        if d.kind == "mig":
-            counts[str(d.profile)] = counts.get(str(d.profile), 0) + 1
-    for name, count in sorted(counts.items()):
-        sample = next(d for d in inventory.devices if d.profile == name)
-        key = mig_resource(name)
-        labels[f"{key}.count"] = str(count)
-        labels[f"{key}.memory"] = str(sample.memory_mib)
-        labels[f"{key}.multiprocessors"] = str(sample.sms)
-        try:
-            gi = table.get(str(MigProfile.parse(name).gpu_instance))
-        except UnknownProfileError:
-            continue
-        ci_slices = sample.mig.compute_slices if sample.mig else gi.compute_slices
-        labels[f"{key}.slices.gi"] = str(gi.compute_slices)
-        labels[f"{key}.slices.ci"] = str(ci_slices)
-        labels[f"{key}.engines.copy"] = str(gi.copy_engines)
-        labels[f"{key}.engines.decoder"] = str(gi.decoders)
-        labels[f"{key}.engines.encoder"] = str(gi.encoders)
-        labels[f"{key}.engines.jpeg"] = str(gi.jpeg_decoders)
-        labels[f"{key}.engines.ofa"] = str(gi.ofa)
+        if d.kind == "mig" and d.profile:
+            by_name.setdefault(d.profile.replace("+", "."), []).append(d)
+    return by_name
+
+
+def _single_labels(inventory: NodeInventory, spec: DeviceSpec) -> dict[str, str]:
+    """The single strategy: MIG devices as ``nvidia.com/gpu``, or ``-MIG-INVALID``."""
+    enabled = [g for g in inventory.gpus if g.mig_mode == "Enabled"]
+    if not enabled:
+        return {}
+    by_name = _mig_devices(inventory)
+    used = {d.gpu_index for devices in by_name.values() for d in devices}
+    product = _sanitize(spec.product_name)
+    if (any(g.index not in used for g in enabled) or len(enabled) != len(inventory.gpus)
+            or len(by_name) != 1):
+        return {**_resource_labels(GPU_RESOURCE, f"{product}-MIG-INVALID", 0, replicas=0),
+                f"{GPU_RESOURCE}.memory": "0"}
+    ((name, devices),) = by_name.items()
+    return _mig_type_labels(GPU_RESOURCE, product, name, devices, inventory.kind)
+
+
+def _mixed_labels(inventory: NodeInventory, gpu_device: str) -> dict[str, str]:
+    product = _sanitize(device(gpu_device).product_name)
+    labels: dict[str, str] = {}
+    for name, devices in sorted(_mig_devices(inventory).items()):
+        labels.update(_mig_type_labels(mig_resource(name), product, name, devices,
+                                       inventory.kind))
     return labels
+
+
+def _mig_type_labels(key: str, product: str, name: str, devices: list[InventoryDevice],
+                     kind: str) -> dict[str, str]:
+    """Product, count, sharing and the MIG device's attributes, under ``key``."""
+    sample = devices[0]
+    labels = _resource_labels(key, f"{product}-MIG-{_sanitize(name)}", len(devices))
+    labels[f"{key}.memory"] = str(sample.memory_mib)
+    labels[f"{key}.multiprocessors"] = str(sample.sms)
+    gi = _gi_spec(sample, kind)
+    if gi is None or sample.mig is None:
+        return labels
+    labels.update({
+        f"{key}.slices.gi": str(gi.compute_slices),
+        f"{key}.slices.ci": str(sample.mig.compute_slices),
+        f"{key}.engines.copy": str(gi.copy_engines),
+        f"{key}.engines.decoder": str(gi.decoders),
+        f"{key}.engines.encoder": str(gi.encoders),
+        f"{key}.engines.jpeg": str(gi.jpeg_decoders),
+        f"{key}.engines.ofa": str(gi.ofa),
+    })
+    return labels
+
+
+def _gi_spec(sample: InventoryDevice, kind: str) -> GpuInstanceProfile | None:
+    if sample.profile is None or kind not in system_catalog():
+        return None
+    try:
+        table = profile_table(system(kind).gpu)
+        return table.get(str(MigProfile.parse(sample.profile).gpu_instance))
+    except UnknownProfileError:
+        return None
 
 
 def label_patch(current: dict[str, str], wanted: dict[str, str]) -> dict[str, str | None]:

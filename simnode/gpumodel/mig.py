@@ -2,8 +2,12 @@
 
 A profile string is how every layer names a MIG device: ``3g.20gb`` (a GPU
 instance of 3 compute slices and 20 GB), ``1c.3g.20gb`` (a 1-slice compute
-instance inside it), ``1g.5gb+me`` (with media extensions). :class:`MigProfile`
-parses such a string and prints it back unchanged, so configs, resource names
+instance inside it), ``1g.5gb+me`` (with media extensions), and on newer GPUs
+``1g.24gb+gfx``, ``1g.24gb+me.all`` or ``1g.24gb-me`` (without them).
+:class:`MigProfile` parses such a string as mig-parted does (``pkg/types``):
+any well-formed attribute is accepted, because a config file names profiles of
+every GPU NVIDIA makes and only the GPU it is applied to decides which exist.
+It prints the string back unchanged, so configs, resource names
 (``nvidia.com/mig-3g.20gb``) and ``nvidia-smi`` output never drift apart.
 
 The facts behind each GPU-instance profile (NVML profile ID, memory, SMs,
@@ -26,8 +30,8 @@ from gpumodel.gpus import device
 from gpumodel.vocabulary import mig_resource
 
 Family = Literal["40gb", "80gb"]
-KNOWN_ATTRIBUTES = ("me",)
 _FIELD = re.compile(r"^(\d+)(c|g|gb)$")
+_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*$")
 
 
 class _Frozen(BaseModel):
@@ -35,12 +39,14 @@ class _Frozen(BaseModel):
 
 
 class MigProfile(_Frozen):
-    """A MIG device profile: ``[Cc.]Gg.Mgb[+attr,...]``; ``str()`` gives it back."""
+    """A MIG device profile: ``[Cc.]Gg.Mgb[+attr,...|-attr,...]``; ``str()`` gives it back."""
 
     compute_slices: int = Field(ge=1)
     gpu_slices: int = Field(ge=1)
     memory_gb: int = Field(ge=1)
     attributes: tuple[str, ...] = ()
+    negative_attributes: tuple[str, ...] = ()
+    """Attributes the profile leaves out (``1g.24gb-me``); never with ``attributes``."""
 
     @model_validator(mode="after")
     def _consistent(self) -> MigProfile:
@@ -55,14 +61,17 @@ class MigProfile(_Frozen):
             raise ProfileParseError("empty MIG profile string")
         if text.strip() != text:
             raise ProfileParseError(f"{text!r}: leading or trailing spaces")
-        base, plus, attr_text = text.partition("+")
-        attributes = _parse_attributes(text, attr_text) if plus else ()
-        values = _parse_fields(text, base.split("."))
-        compute, gpu, memory = values
+        if "+" in text and "-" in text:
+            raise ProfileParseError(f"{text!r}: both '+' and '-' attributes")
+        sign = "+" if "+" in text else "-"
+        base, marked, attr_text = text.partition(sign)
+        attributes = _parse_attributes(text, attr_text) if marked else ()
+        compute, gpu, memory = _parse_fields(text, base.split("."))
         if compute > gpu:
             raise ProfileParseError(f"{text!r}: {compute}c is larger than {gpu}g")
+        plus, minus = (attributes, ()) if sign == "+" else ((), attributes)
         return cls(compute_slices=compute, gpu_slices=gpu, memory_gb=memory,
-                   attributes=attributes)
+                   attributes=plus, negative_attributes=minus)
 
     @property
     def is_gpu_instance(self) -> bool:
@@ -76,6 +85,8 @@ class MigProfile(_Frozen):
 
     def __str__(self) -> str:
         suffix = "+" + ",".join(self.attributes) if self.attributes else ""
+        if self.negative_attributes:
+            suffix = "-" + ",".join(self.negative_attributes)
         body = f"{self.gpu_slices}g.{self.memory_gb}gb"
         if self.compute_slices != self.gpu_slices:
             body = f"{self.compute_slices}c.{body}"
@@ -102,10 +113,13 @@ def _number(text: str, part: str, unit: str) -> int:
 
 
 def _parse_attributes(text: str, attr_text: str) -> tuple[str, ...]:
+    """mig-parted's rule: letters and digits (dots inside), not starting with a digit."""
     attributes = tuple(attr_text.split(","))
     for attr in attributes:
-        if attr not in KNOWN_ATTRIBUTES:
-            raise ProfileParseError(f"{text!r}: unknown attribute {attr!r}")
+        if not attr:
+            raise ProfileParseError(f"{text!r}: empty attribute")
+        if not _ATTRIBUTE.match(attr) or attr.endswith("."):
+            raise ProfileParseError(f"{text!r}: malformed attribute {attr!r}")
     if len(set(attributes)) != len(attributes):
         raise ProfileParseError(f"{text!r}: repeated attribute")
     return attributes

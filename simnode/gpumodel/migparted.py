@@ -13,9 +13,13 @@ for a real cluster's mig-manager works unchanged::
 
 Decoding is strict, as mig-parted's is: a missing ``version`` or an unknown
 key anywhere is an error, ``mig-devices`` is required when MIG is enabled and
-forbidden when it is not. This module parses text; reading files is the
-caller's business. Whether a profile exists on a given GPU is checked when a
-config is resolved against that GPU (:meth:`MigPartedConfig.targets`).
+forbidden when it is not, counts are integers (not ``true``, not ``"7"``), a
+key given twice is an error, and every error names the file, the line and the
+key. Profile names are only checked for form (``1g.24gb+gfx`` parses): whether
+a profile exists on a given GPU is checked when a config is applied to that
+GPU, so one file serves every GPU NVIDIA makes and a config for another GPU
+fails only itself, on the node that lacks the profile. This module parses text
+(or bytes); reading files is the caller's business.
 """
 
 from __future__ import annotations
@@ -25,11 +29,20 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gpumodel.errors import MigConfigError, ProfileParseError
 from gpumodel.mig import MigProfile
+from gpumodel.yamllines import LinedYaml, load_lined
 
 
 class _Strict(BaseModel):
@@ -40,9 +53,9 @@ class MigConfigEntry(_Strict):
     """One entry of a named config: which GPUs, MIG on or off, which devices."""
 
     device_filter: tuple[str, ...] | None = Field(default=None, alias="device-filter")
-    devices: Literal["all"] | tuple[int, ...]
-    mig_enabled: bool = Field(alias="mig-enabled")
-    mig_devices: dict[str, int] | None = Field(default=None, alias="mig-devices")
+    devices: Literal["all"] | tuple[StrictInt, ...]
+    mig_enabled: StrictBool = Field(alias="mig-enabled")
+    mig_devices: dict[str, StrictInt] | None = Field(default=None, alias="mig-devices")
 
     @field_validator("device_filter", mode="before")
     @classmethod
@@ -51,7 +64,8 @@ class MigConfigEntry(_Strict):
 
     @field_validator("devices")
     @classmethod
-    def _indices(cls, value: Literal["all"] | tuple[int, ...]) -> Literal["all"] | tuple[int, ...]:
+    def _indices(cls, value: Literal["all"] | tuple[int, ...]
+                 ) -> Literal["all"] | tuple[int, ...]:
         if value != "all" and any(i < 0 for i in value):
             raise ValueError("device indices must be 0 or more")
         return value
@@ -139,24 +153,45 @@ class MigPartedConfig(_Strict):
         return result
 
 
-def parse_mig_parted_config(text: str, source: str = "<config>") -> MigPartedConfig:
-    """Decode a mig-parted YAML (or JSON) document strictly; errors name ``source``."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise MigConfigError(f"{source}: not valid YAML: {err}") from err
+def parse_mig_parted_config(text: str | bytes, source: str = "<config>") -> MigPartedConfig:
+    """Decode a mig-parted YAML (or JSON) document strictly; errors name ``source`` and line."""
+    doc = load_lined(text, source)
+    raw = doc.data
     if not isinstance(raw, dict):
-        raise MigConfigError(f"{source}: expected a mapping with 'version' and 'mig-configs'")
+        raise MigConfigError(f"{source}: line 1: expected a mapping with 'version' and "
+                             "'mig-configs'")
     if "version" not in raw:
-        raise MigConfigError(f"{source}: unable to parse with missing 'version' field")
+        raise MigConfigError(f"{source}: line 1: unable to parse with missing 'version' field")
     if raw["version"] != "v1":
-        raise MigConfigError(f"{source}: unknown version: {raw['version']}")
+        raise MigConfigError(f"{source}: line {doc.line(('version',))}: version: "
+                             f"unknown version: {raw['version']}")
     try:
         return MigPartedConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise MigConfigError(f"{source}: {where}: {first['msg']}") from err
+        raise MigConfigError(_describe(err, doc, source)) from err
+
+
+def _describe(err: ValidationError, doc: LinedYaml, source: str) -> str:
+    """The first error as ``file: line N: key.path: message``, with YAML's spelling of keys."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    path = _yaml_path(loc)
+    key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path)
+    key = key.replace(".[", "[")
+    message = first["msg"]
+    if first["type"] in ("int_type", "int_parsing") and path and path[-2:-1] == ("mig-devices",):
+        message = f"count must be an integer, not {first['input']!r}"
+    return f"{source}: line {doc.line(path)}: {key or '(top)'}: {message}"
+
+
+def _yaml_path(loc: tuple[object, ...]) -> tuple[str | int, ...]:
+    """pydantic's error location in the document's own keys (drops union branch tags)."""
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(part, int) or (isinstance(part, str) and not part.startswith(
+                ("literal[", "tuple[", "function-", "[key]"))):
+            path.append(part)
+    return tuple(path)
 
 
 @cache

@@ -108,6 +108,8 @@ class SystemSpec(_Frozen):
 
     name: str
     product_name: str
+    dmi_product_name: str | None = None
+    """The firmware's product name (DMI), where NVIDIA documents it; GFD's machine label."""
     gpu: str
     gpus: tuple[GpuSlot, ...]
     intra_node_fabric: Literal["nvswitch", "hybrid-cube-mesh"]

@@ -11,6 +11,7 @@ gpu-feature-discovery and mig-manager write them; dgxsim's own under
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 # ----------------------------------------------------------------- resources
@@ -30,9 +31,29 @@ MIG_STRATEGIES: Final[tuple[MigStrategy, ...]] = ("none", "single", "mixed")
 DEFAULT_MIG_STRATEGY: Final[MigStrategy] = "mixed"
 
 
+_RESOURCE_PROFILE = re.compile(r"^((?:\d+c\.)?\d+g\.\d+gb)\.(.+)$")
+
+
 def mig_resource(profile: str) -> str:
-    """The mixed strategy's resource for a MIG profile: ``nvidia.com/mig-<profile>``."""
-    return f"{MIG_RESOURCE_PREFIX}{profile}"
+    """The mixed strategy's resource for a MIG profile: ``nvidia.com/mig-<profile>``.
+
+    Written as NVIDIA's device plugin and gpu-feature-discovery write it: a
+    ``+`` becomes ``.`` (``1g.5gb+me`` -> ``nvidia.com/mig-1g.5gb.me``), since
+    ``+`` is not allowed in a resource or label name.
+    """
+    return f"{MIG_RESOURCE_PREFIX}{profile.replace('+', '.')}"
+
+
+def mig_profile_of(resource: str) -> str | None:
+    """The MIG profile behind a mixed-strategy resource, or None for any other resource.
+
+    The inverse of :func:`mig_resource`: ``nvidia.com/mig-1g.5gb.me`` -> ``1g.5gb+me``.
+    """
+    if not resource.startswith(MIG_RESOURCE_PREFIX):
+        return None
+    name = resource.removeprefix(MIG_RESOURCE_PREFIX)
+    match = _RESOURCE_PROFILE.match(name)
+    return f"{match.group(1)}+{match.group(2)}" if match else name
 
 
 def is_gpu_resource(name: str) -> bool:

@@ -31,8 +31,8 @@ from gpumodel.vocabulary import (
     MIG_CONFIG,
     MIG_CONFIG_STATE,
     MIG_POLICY,
+    mig_profile_of,
 )
-from gpumodel.vocabulary import MIG_RESOURCE_PREFIX as MIG_PREFIX
 from migoperator.models import DGXJobSpec
 from migoperator.planning.slices import Instance
 
@@ -120,8 +120,7 @@ class Request:
 
     @property
     def profile(self) -> str | None:
-        return self.resource.removeprefix(MIG_PREFIX) if self.resource.startswith(
-            MIG_PREFIX) else None
+        return mig_profile_of(self.resource)
 
 
 def quantity(text: object) -> int:

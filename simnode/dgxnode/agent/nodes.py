@@ -39,7 +39,7 @@ from gpumodel.vocabulary import (
     SYSTEM_NAMESPACE,
     MigStrategy,
 )
-from kubewire import or_none
+from kubewire import InvalidError, or_none
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -84,6 +84,8 @@ class NodeController:
     _annotation: str | None = None
     _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
     _readvertising: bool = False
+    _refused: JSON | None = None
+    """The last Node update the API server refused as invalid: never sent again as is."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -156,11 +158,30 @@ class NodeController:
         inventory = self._inventory_json()
         if inventory != self._annotation:
             patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
-        await self._send_status(force=False)
-        if patch:
-            node = await self.kube.patch_node(self.name, {"metadata": patch})
-            self._labels = dict(node["metadata"].get("labels") or {})
-            self._annotation = inventory
+        try:
+            await self._send_status(force=False)
+            if patch and patch != self._refused:
+                node = await self.kube.patch_node(self.name, {"metadata": patch})
+                self._labels = dict(node["metadata"].get("labels") or {})
+                self._annotation = inventory
+        except InvalidError as err:
+            self._refused = patch
+            await self._refusal(err)
+
+    async def _refusal(self, err: InvalidError) -> None:
+        """The API server refused labels or status: a MIG change in flight ends ``failed``.
+
+        Retrying an update the server calls invalid cannot succeed, so the node
+        reports the server's reason (an event, the state label) and stops.
+        """
+        log.error("%s: the API server refused the Node update: %s", self.name, err)
+        name = self.sim.state.mig_config
+        node = await or_none(self.kube.read_node(self.name))
+        if node is not None:
+            await self.kube.event(node, "NodeUpdateRefused", str(err)[:1000], "Warning",
+                                  host=self.name)
+        if name and self._labels.get(MIG_CONFIG_STATE) != "failed":
+            await self._fail(name)
 
     async def _send_status(self, force: bool) -> None:
         if self.devices is None:

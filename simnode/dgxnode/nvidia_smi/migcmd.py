@@ -16,19 +16,23 @@ from dgxnode.errors import InstanceNotFoundError, InUseError, MigModeError
 from dgxnode.node import SimNode
 from dgxnode.nvidia_smi.errors import INVALID_ARGUMENT, NOT_FOUND, OTHER, SmiError
 from dgxnode.nvidia_smi.tables import (
+    CiProfileRow,
     compute_instances_table,
+    compute_profiles_table,
     gpu_instances_table,
     profiles_table,
 )
+from dgxnode.state import GiState
 from gpumodel.errors import (
     InvalidPlacementError,
     NoFreePlacementError,
     PlacementError,
     ProfileLimitError,
+    ProfileParseError,
     SliceConflictError,
     UnknownProfileError,
 )
-from gpumodel.mig import ProfileTable
+from gpumodel.mig import MigProfile, ProfileTable
 from gpumodel.placement import placements_text, remaining_capacity
 
 COMMANDS = {
@@ -36,6 +40,7 @@ COMMANDS = {
     "-lgipp": "lgipp", "--list-gpu-instance-possible-placements": "lgipp",
     "-lgi": "lgi", "--list-gpu-instances": "lgi",
     "-lci": "lci", "--list-compute-instances": "lci",
+    "-lcip": "lcip", "--list-compute-instance-profiles": "lcip",
     "-cgi": "cgi", "--create-gpu-instance": "cgi",
     "-dgi": "dgi", "--destroy-gpu-instance": "dgi",
     "-cci": "cci", "--create-compute-instance": "cci",
@@ -101,7 +106,8 @@ def mig_gpus(node: SimNode, selected: list[int]) -> list[int]:
 
 def run(node: SimNode, args: MigArgs, selected: list[int]) -> list[str]:
     gpus = mig_gpus(node, selected)
-    handler = {"lgip": _lgip, "lgipp": _lgipp, "lgi": _lgi, "lci": _lci, "cgi": _cgi,
+    handler = {"lgip": _lgip, "lgipp": _lgipp, "lgi": _lgi, "lci": _lci, "lcip": _lcip,
+               "cgi": _cgi,
                "dgi": _dgi, "cci": _cci, "dci": _dci}[args.command]
     return handler(node, args, gpus)
 
@@ -155,6 +161,36 @@ def _lci(node: SimNode, args: MigArgs, gpus: list[int]) -> list[str]:
     if not rows:
         raise SmiError(NOT_FOUND, "No compute instances found: Not Found")
     return compute_instances_table(rows).splitlines()
+
+
+def _lcip(node: SimNode, args: MigArgs, gpus: list[int]) -> list[str]:
+    """The compute-instance profiles each GPU instance offers, and how many are still free."""
+    table = _table(node)
+    wanted = _ints(args.gis, "GPU instance ID")
+    rows = [row for i in gpus
+            for gi in sorted(node.state.gpu(i).gis, key=lambda g: (_order(node, g.profile),
+                                                                    g.gi_id))
+            if wanted is None or gi.gi_id in wanted
+            for row in _ci_profile_rows(table, i, gi)]
+    if not rows:
+        raise SmiError(NOT_FOUND, "No GPU instances found: Not Found")
+    return compute_profiles_table(rows).splitlines()
+
+
+def _ci_profile_rows(table: ProfileTable, gpu: int, gi: GiState) -> list[CiProfileRow]:
+    spec = table.get(gi.profile)
+    free_slices = spec.compute_slices - sum(ci.slices for ci in gi.cis)
+    rows = []
+    for slices in spec.compute_instance_slices:
+        total = spec.compute_slices // slices
+        used = sum(1 for ci in gi.cis if ci.slices == slices)
+        free = max(0, min(total - used, free_slices // slices))
+        name = spec.name if slices == spec.compute_slices else f"{slices}c.{spec.name}"
+        rows.append(CiProfileRow(
+            gpu=gpu, gi_id=gi.gi_id, name=name, profile_id=table.ci_profile_id(slices),
+            default=slices == spec.compute_slices, free=free, total=total,
+            sms=spec.sms * slices // spec.compute_slices, gi=spec))
+    return rows
 
 
 def _reason(err: Exception) -> tuple[int, str]:
@@ -216,7 +252,7 @@ def _dgi(node: SimNode, args: MigArgs, gpus: list[int]) -> list[str]:
 def _cci(node: SimNode, args: MigArgs, gpus: list[int]) -> list[str]:
     table = _table(node)
     wanted = _ints(args.gis, "GPU instance ID")
-    profiles = _ints(args.values, "compute instance profile ID")
+    profiles = _ci_profile_ids(table, args.values)
     out: list[str] = []
     for i in gpus:
         gis = [g for g in node.state.gpu(i).gis if wanted is None or g.gi_id in wanted]
@@ -239,6 +275,23 @@ def _cci(node: SimNode, args: MigArgs, gpus: list[int]) -> list[str]:
     if not out:
         raise SmiError(NOT_FOUND, "No GPU instances found: Not Found")
     return out
+
+
+def _ci_profile_ids(table: ProfileTable, values: str | None) -> list[int] | None:
+    """``-cci`` takes profile IDs or names (``0``, ``1c.2g.10gb``, ``4g.20gb``)."""
+    if values is None:
+        return None
+    ids = []
+    for token in values.split(","):
+        if token.isdigit():
+            ids.append(int(token))
+            continue
+        try:
+            ids.append(table.ci_profile_id(MigProfile.parse(token).compute_slices))
+        except (ProfileParseError, KeyError):
+            raise SmiError(INVALID_ARGUMENT, f'Invalid compute instance profile ID '
+                           f'"{token}".') from None
+    return ids
 
 
 def _dci(node: SimNode, args: MigArgs, gpus: list[int]) -> list[str]:

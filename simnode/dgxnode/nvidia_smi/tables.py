@@ -1,4 +1,4 @@
-"""NVIDIA's box layouts for ``nvidia-smi mig -lgip``, ``-lgi`` and ``-lci``.
+"""NVIDIA's box layouts for ``nvidia-smi mig -lgip``, ``-lgi``, ``-lci`` and ``-lcip``.
 
 Column widths are fixed as in the driver's output, so scripts that cut
 columns or parse rows with regular expressions see the same text as on a real
@@ -8,12 +8,14 @@ A100. The layouts follow the R470+ drivers (``-lci`` with a Placement column).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from gpumodel.mig import GpuInstanceProfile
 
 LGIP_WIDTH = 79
 LGI_WIDTH = 57
 LCI_WIDTH = 70
+LCIP_WIDTH = 88
 
 
 def _rule(width: int, fill: str = "-", corner: str = "+") -> str:
@@ -71,4 +73,41 @@ def compute_instances_table(rows: Sequence[tuple[int, int, str, int, int, str]])
         out.append(f"|{gpu:>4}{gi_id:>7}       MIG {name:<16}{profile_id:>2}{ci_id:>10}"
                    f"{'':10}{placement:<8}|")
     out.append(_rule(LCI_WIDTH))
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class CiProfileRow:
+    """One ``-lcip`` row: a compute-instance profile offered inside one GPU instance."""
+
+    gpu: int
+    gi_id: int
+    name: str
+    profile_id: int
+    default: bool
+    free: int
+    total: int
+    sms: int
+    gi: GpuInstanceProfile
+
+
+def compute_profiles_table(rows: Sequence[CiProfileRow]) -> str:
+    """``-lcip``: the compute-instance profiles of each GPU instance, ``*`` on the default."""
+    out = [_rule(LCIP_WIDTH), _title(LCIP_WIDTH, "Compute instance profiles:"),
+           "| GPU     GPU       Name             Profile  Instances   Exclusive       Shared "
+           "      |",
+           "|       Instance                       ID     Free/Total     SM       DEC   ENC   "
+           "OFA  |",
+           "|         ID                                                          CE    JPEG  "
+           "     |",
+           _rule(LCIP_WIDTH, "=", "|")]
+    for number, row in enumerate(rows):
+        if number:
+            out.append(_rule(LCIP_WIDTH))
+        marker = "*" if row.default else " "
+        out.append(f"|{row.gpu:>4}{row.gi_id:>7}       MIG {row.name:<16}{row.profile_id:>2}"
+                   f"{marker}{'':5}{f'{row.free}/{row.total}':<14}{row.sms:<10}"
+                   f"{row.gi.decoders:<6}{row.gi.encoders:<6}{row.gi.ofa:<4}|")
+        out.append("|" + " " * 70 + f"{row.gi.copy_engines:<6}{row.gi.jpeg_decoders:<10}|")
+    out.append(_rule(LCIP_WIDTH))
     return "\n".join(out)

@@ -1,15 +1,18 @@
-"""``dgxsim mig apply | configs | geometries``: MIG layouts from the command line.
+"""``dgxsim mig apply | export | assert | configs | geometries``: MIG layouts from the command line.
 
 ``apply`` plays NVIDIA's mig-manager for one node: it resolves a named config
 (from the defaults or ``--config FILE``), plans per GPU and applies the plan
-(``--dry-run`` prints it). ``geometries`` enumerates the maximal layouts of a
-GPU kind.
+(``--dry-run`` prints it). ``export`` and ``assert`` are mig-parted's verbs of
+the same names, with its output and exit codes: the current layout as a
+mig-parted config, and exit 0 when the node matches a named config (1 when
+not). ``geometries`` enumerates the maximal layouts of a GPU kind.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +41,19 @@ def register(sub: Any) -> None:
     apply.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
                        help="with --wait: give up after this long (default: wait forever)")
     apply.set_defaults(func=cmd_apply)
+
+    export = verbs.add_parser("export", help="print the node's MIG layout as a mig-parted config")
+    add_state_dir(export)
+    export.add_argument("-o", "--output-format", choices=("yaml", "json"), default="yaml")
+    export.add_argument("-l", "--config-label", default="current", metavar="LABEL")
+    export.set_defaults(func=cmd_export)
+
+    check = verbs.add_parser("assert", help="exit 0 if the node's layout matches a named config")
+    add_state_dir(check)
+    check.add_argument("name", metavar="NAME")
+    check.add_argument("-f", "--config", type=Path, metavar="FILE",
+                       help="mig-parted config file (default: the built-in named configs)")
+    check.set_defaults(func=cmd_assert)
 
     configs = verbs.add_parser("configs", help="list the named configs")
     configs.add_argument("--config", type=Path, metavar="FILE")
@@ -106,6 +122,38 @@ def _wait(args: argparse.Namespace, name: str) -> int:
         if deadline is not None and time.monotonic() >= deadline:
             raise CommandError(f"MIG config {name!r} still pending after {args.timeout:g}s")
         time.sleep(POLL_S)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gpumodel.migexport import export_spec, render_json, render_yaml
+
+    with open_node(args) as node:
+        spec = export_spec(node.current_gpus(), args.config_label)
+    text = render_yaml(spec) if args.output_format == "yaml" else render_json(spec)
+    sys.stdout.write(text)
+    return 0
+
+
+ASSERT_FAILED = "Assertion failure: selected configuration not currently applied"
+
+
+def cmd_assert(args: argparse.Namespace) -> int:
+    """mig-parted's ``assert``: its message on stdout and 0, or its fatal log line and 1."""
+    from gpumodel.errors import GpuModelError
+    from gpumodel.migexport import asserts
+
+    config = load_config(args.config)
+    with open_node(args) as node:
+        gpus = node.current_gpus()
+    try:
+        applied = asserts(config, args.name, gpus)
+    except GpuModelError as err:
+        raise CommandError(f"Error selecting MIG config: {err}") from err
+    if not applied:
+        print(f'level=fatal msg="{ASSERT_FAILED}"', file=sys.stderr)
+        return 1
+    print("Selected MIG configuration currently applied")
+    return 0
 
 
 def cmd_configs(args: argparse.Namespace) -> int:

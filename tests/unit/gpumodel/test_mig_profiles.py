@@ -11,7 +11,8 @@ from gpumodel.mig import MigProfile, profile_table
 
 
 @pytest.mark.parametrize("text", ["1g.5gb", "3g.20gb", "7g.40gb", "1g.5gb+me", "1c.3g.20gb",
-                                  "2c.7g.80gb", "1c.2g.10gb", "4g.40gb"])
+                                  "2c.7g.80gb", "1c.2g.10gb", "4g.40gb", "1g.24gb+gfx",
+                                  "1g.24gb+me.all", "1g.24gb-me", "2g.48gb+gfx,me"])
 def test_round_trip(text: str) -> None:
     assert str(MigProfile.parse(text)) == text
 
@@ -22,12 +23,17 @@ def test_fields() -> None:
     assert not p.is_gpu_instance
     assert str(p.gpu_instance) == "3g.20gb"
     assert MigProfile.parse("1g.5gb+me").attributes == ("me",)
+    assert MigProfile.parse("1g.24gb+me.all").attributes == ("me.all",)
+    minus = MigProfile.parse("1g.24gb-me")
+    assert (minus.attributes, minus.negative_attributes) == ((), ("me",))
 
 
 @pytest.mark.parametrize("text", ["", " 1g.5gb", "1g.5gb ", "1g", "1g.5", "g.5gb", "0g.5gb",
                                   "1g.05gb", "3c.20gb", "4c.3g.20gb", "1x.1g.5gb",
-                                  "1g.5gb+", "1g.5gb+xx", "1g.5gb+me,me", "1.2.3.4",
-                                  "1c.2c.3g.20gb", "-1g.5gb"])
+                                  "1g.5gb+", "1g.5gb+me,me", "1.2.3.4",
+                                  "1c.2c.3g.20gb", "-1g.5gb", "1g.5gb+me-gfx", "1g.5gb+1me",
+                                  "1g.5gb+.me", "1g.5gb+me.", "1g.5gb+m_e", "1g.5gb+me,",
+                                  "1g.5gb-"])
 def test_malformed(text: str) -> None:
     with pytest.raises(ProfileParseError):
         MigProfile.parse(text)
@@ -51,11 +57,11 @@ def test_a100_40gb_table_matches_design() -> None:
     assert rows == {
         "1g.5gb": (19, 4864, 14, 1, 1, 7, (0, 1, 2, 3, 4, 5, 6)),
         "1g.5gb+me": (20, 4864, 14, 1, 1, 1, (0, 1, 2, 3, 4, 5, 6)),
-        "1g.10gb": (15, 9856, 14, 1, 2, 4, (0, 2, 4, 6)),
-        "2g.10gb": (14, 9856, 28, 2, 2, 3, (0, 2, 4)),
-        "3g.20gb": (9, 19968, 42, 3, 4, 2, (0, 4)),
-        "4g.20gb": (5, 19968, 56, 4, 4, 1, (0,)),
-        "7g.40gb": (0, 40192, 98, 7, 8, 1, (0,)),
+        "1g.10gb": (15, 9984, 14, 1, 2, 4, (0, 2, 4, 6)),
+        "2g.10gb": (14, 9984, 28, 2, 2, 3, (0, 2, 4)),
+        "3g.20gb": (9, 20096, 42, 3, 4, 2, (0, 4)),
+        "4g.20gb": (5, 20096, 56, 4, 4, 1, (0,)),
+        "7g.40gb": (0, 40448, 98, 7, 8, 1, (0,)),
     }
     seven = t.get("7g.40gb")
     assert (seven.copy_engines, seven.decoders, seven.jpeg_decoders, seven.ofa) == (7, 5, 1, 1)

@@ -47,9 +47,9 @@ def test_lgip_rows_match_nvidia_layout() -> None:
         "|=============================================================================|"]
     assert "|   0  MIG 1g.5gb        19     4/7        4.75       No     14     0     0   |" \
         in lines
-    assert "|   0  MIG 3g.20gb        9     1/2        19.50      No     42     2     0   |" \
+    assert "|   0  MIG 3g.20gb        9     1/2        19.62      No     42     2     0   |" \
         in lines
-    assert "|   0  MIG 7g.40gb        0     0/1        39.25      No     98     5     0   |" \
+    assert "|   0  MIG 7g.40gb        0     0/1        39.50      No     98     5     0   |" \
         in lines
     assert "|                                                             7     1     1   |" \
         in lines
@@ -198,7 +198,7 @@ def test_the_summary_lists_mig_devices_and_pending_modes() -> None:
     start = lines.index("|==================+================================+===========+"
                         "=======================|")
     assert lines[start + 1:start + 4] == [
-        "|  0    2   0   0  |               0MiB / 19968MiB  | 42      0 |  3   0    2    0    0 |",
+        "|  0    2   0   0  |               0MiB / 20096MiB  | 42      0 |  3   0    2    0    0 |",
         "|                  |               0MiB / 32767MiB  |           |                       |",
         "+------------------+--------------------------------+-----------+-----------------------+"]
     rows = [line for line in lines if line.startswith("|  0 ")]
