@@ -1,8 +1,8 @@
-"""Prometheus metrics of the operator, in the text exposition format, over aiohttp.
+"""Prometheus metrics of the operator, exposed with prometheus_client over aiohttp.
 
-Why no client library: the operator exports a dozen series, and the text
-format (``# HELP``, ``# TYPE``, ``name{labels} value``) is simple and stable;
-aiohttp is already there because kopf depends on it. Series:
+The loops update plain counters and gauges here; a prometheus_client collector
+turns them into metric families when scraped, so the text format, escaping and
+histogram buckets are the library's. Series:
 
 * ``dgxsim_operator_reconciles_total{loop,outcome}`` and
   ``dgxsim_operator_reconcile_seconds`` (a histogram per loop): how often the
@@ -18,14 +18,30 @@ aiohttp is already there because kopf depends on it. Series:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The text format every Prometheus server scrapes."""
+GAUGES = (("dgxsim_operator_pending_demand", "resource",
+           "Devices pending pods and DGXJobs wait for, by resource."),
+          ("dgxsim_operator_unmet_demand", "resource",
+           "Pending demand that no device and no decided layout serves."),
+          ("dgxsim_operator_node_fragmentation", "node",
+           "Mean share of free MIG space on a node that placement rules make unusable "
+           "(0: none)."),
+          ("dgxsim_operator_jobs", "phase", "DGXJobs by phase."))
 
 
 @dataclass
@@ -41,24 +57,15 @@ class Histogram:
             if seconds <= bound:
                 self.counts[i] += 1
 
-
-def _labels(**labels: str) -> str:
-    if not labels:
-        return ""
-    escaped = (f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-               for k, v in sorted(labels.items()))
-    return "{" + ",".join(escaped) + "}"
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative counts per upper bound, ``+Inf`` last, as the library wants them."""
+        return [*((repr(b), float(c)) for b, c in zip(BUCKETS_S, self.counts, strict=True)),
+                ("+Inf", float(self.total))]
 
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
-@dataclass
+@dataclass(eq=False)  # a registry keeps its collectors in a dict: identity, not value
 class Metrics:
-    """The operator's series; loops update them, ``render`` prints them."""
+    """The operator's series; loops update them, ``collect``/``render`` expose them."""
 
     reconciles: dict[tuple[str, str], int] = field(default_factory=dict)
     latency: dict[str, Histogram] = field(default_factory=dict)
@@ -79,45 +86,41 @@ class Metrics:
         self.pending_demand = {k: pending.get(k, 0) for k in {*pending, *self.pending_demand}}
         self.unmet_demand = {k: unmet.get(k, 0) for k in {*unmet, *self.unmet_demand}}
 
+    def collect(self) -> Iterator[Metric]:
+        """The metric families (prometheus_client's collector protocol)."""
+        reconciles = CounterMetricFamily("dgxsim_operator_reconciles",
+                                         "Reconcile rounds by loop and outcome.",
+                                         labels=["loop", "outcome"])
+        for (loop, outcome), n in sorted(dict(self.reconciles).items()):
+            reconciles.add_metric([loop, outcome], n)
+        yield reconciles
+        latency = HistogramMetricFamily("dgxsim_operator_reconcile_seconds",
+                                        "Duration of reconcile rounds.", labels=["loop"])
+        for loop, h in sorted(dict(self.latency).items()):
+            latency.add_metric([loop], h.buckets(), h.sum_s)
+        yield latency
+        values: dict[str, Mapping[str, float]] = {
+                  "dgxsim_operator_pending_demand": self.pending_demand,
+                  "dgxsim_operator_unmet_demand": self.unmet_demand,
+                  "dgxsim_operator_node_fragmentation": self.fragmentation,
+                  "dgxsim_operator_jobs": self.jobs}
+        for name, label, text in GAUGES:
+            gauge = GaugeMetricFamily(name, text, labels=[label])
+            for key, value in sorted(dict(values[name]).items()):
+                gauge.add_metric([key], float(value))
+            yield gauge
+        decisions = CounterMetricFamily("dgxsim_operator_decisions",
+                                        "Decisions made: MIG layout changes and gang placements.",
+                                        labels=["kind"])
+        for kind, n in sorted(dict(self.decisions).items()):
+            decisions.add_metric([kind], n)
+        yield decisions
+
     def render(self) -> str:
-        out: list[str] = []
-
-        def family(name: str, kind: str, text: str) -> None:
-            out.extend((f"# HELP {name} {text}", f"# TYPE {name} {kind}"))
-
-        family("dgxsim_operator_reconciles_total", "counter",
-               "Reconcile rounds by loop and outcome.")
-        for (loop, outcome), n in sorted(self.reconciles.items()):
-            out.append(f"dgxsim_operator_reconciles_total{_labels(loop=loop, outcome=outcome)} {n}")
-        family("dgxsim_operator_reconcile_seconds", "histogram", "Duration of reconcile rounds.")
-        for loop, h in sorted(self.latency.items()):
-            for bound, count in zip(BUCKETS_S, h.counts, strict=True):
-                le = _labels(loop=loop, le=_number(bound))
-                out.append(f"dgxsim_operator_reconcile_seconds_bucket{le} {count}")
-            out.append(f"dgxsim_operator_reconcile_seconds_bucket{_labels(loop=loop, le='+Inf')}"
-                       f" {h.total}")
-            out.append(f"dgxsim_operator_reconcile_seconds_sum{_labels(loop=loop)} "
-                       f"{_number(h.sum_s)}")
-            out.append(f"dgxsim_operator_reconcile_seconds_count{_labels(loop=loop)} {h.total}")
-        for name, values, text in (
-                ("dgxsim_operator_pending_demand", self.pending_demand,
-                 "Devices pending pods and DGXJobs wait for, by resource."),
-                ("dgxsim_operator_unmet_demand", self.unmet_demand,
-                 "Pending demand that no device and no decided layout serves."),
-                ("dgxsim_operator_node_fragmentation", self.fragmentation,
-                 "Mean share of free MIG space on a node that placement rules make unusable "
-                 "(0: none)."),
-                ("dgxsim_operator_jobs", self.jobs, "DGXJobs by phase.")):
-            family(name, "gauge", text)
-            key = {"dgxsim_operator_node_fragmentation": "node",
-                   "dgxsim_operator_jobs": "phase"}.get(name, "resource")
-            for label, value in sorted(values.items()):
-                out.append(f"{name}{_labels(**{key: label})} {_number(value)}")
-        family("dgxsim_operator_decisions_total", "counter",
-               "Decisions made: MIG layout changes and gang placements.")
-        for kind, n in sorted(self.decisions.items()):
-            out.append(f"dgxsim_operator_decisions_total{_labels(kind=kind)} {n}")
-        return "\n".join(out) + "\n"
+        """The series in Prometheus's text format."""
+        registry = CollectorRegistry()
+        registry.register(self)
+        return generate_latest(registry).decode()
 
 
 async def serve(metrics: Metrics, host: str, port: int) -> tuple[web.AppRunner, int]:

@@ -8,13 +8,18 @@ communication term covers the whole job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from dgxnode.agent.errors import AnnotationError
 from dgxnode.agent.workload import WORKLOAD, StepPredictor, WorkloadSpec
+from gpumodel.gpus import device
 from gpumodel.perf.errors import PerfError
 from gpumodel.perf.model import PerfRequest, predict
+from gpumodel.telemetry import HELD_UNKNOWN, Activity, activity_of_step, link_bytes_per_s
 from gpumodel.vocabulary import GPU_RESOURCE, mig_profile_of
+
+ActivityEstimator = Callable[[WorkloadSpec, Mapping[str, tuple[str, ...]]], Activity]
+"""What a workload keeps busy on the devices it was given."""
 
 
 def request_for(spec: WorkloadSpec, devices: Mapping[str, tuple[str, ...]], gpu_device: str
@@ -40,6 +45,26 @@ def request_for(spec: WorkloadSpec, devices: Mapping[str, tuple[str, ...]], gpu_
             params=tuple(sorted(params.items())))
     except ValueError as err:
         raise AnnotationError(f"{WORKLOAD}: {err}") from err
+
+
+def activity_estimator(gpu_device: str) -> ActivityEstimator:
+    """What a workload keeps busy on its devices, from the performance model's breakdown
+    of one step (:mod:`gpumodel.telemetry`); a workload the model cannot time counts as
+    busy with unknown pipes."""
+    link = link_bytes_per_s(device(gpu_device))
+
+    def activity(spec: WorkloadSpec, devices: Mapping[str, tuple[str, ...]]) -> Activity:
+        try:
+            p = predict(request_for(spec, devices, gpu_device))
+        except (PerfError, AnnotationError):
+            return HELD_UNKNOWN
+        b = p.breakdown
+        return activity_of_step(
+            p.step_time_s, b.compute_s, b.memory_s, b.optimizer_s,
+            b.communication_exposed_s + b.communication_overlapped_s,
+            b.communication_exposed_s, spec.precision, link, p.request.gpus_per_node)
+
+    return activity
 
 
 def predictor_for(gpu_device: str) -> StepPredictor:

@@ -39,6 +39,8 @@ class ClusterSettings(BaseModel):
     """The ``nvidia.com/mig.config`` new nodes were labelled with, if any."""
     time_scale: float = Field(gt=0)
     """Simulated seconds per wall-clock second."""
+    metrics: dict[str, str] = Field(default_factory=dict)
+    """Prometheus endpoints by component (``node-agent``: the nodes' DCGM metrics)."""
 
 
 def save_settings(state_dir: Path, settings: ClusterSettings) -> Path:

@@ -24,6 +24,7 @@ from deviceplugin.source import InventoryFeed
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.runner import NodeAgent
+from dgxnode.dcgm import ActivityBook, DcgmCollector, serve_metrics
 from dgxnode.endpoint import NodeEndpoint
 from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
@@ -48,6 +49,9 @@ class NodeRunOptions:
     kubeconfig: Path | None = None
     namespace: str = SYSTEM_NAMESPACE
     """Where the mig-parted ConfigMap is: the chart's release namespace."""
+    metrics_port: int | None = None
+    """Serve the node's DCGM metrics at this port (None: none)."""
+    metrics_host: str = "127.0.0.1"
 
 
 def allocate_context(options: NodeRunOptions) -> AllocateContext:
@@ -78,6 +82,10 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     tasks = []
     try:
         await endpoint.serve(options.state_dir / "run" / "node.sock")
+        if options.metrics_port is not None:
+            # Pods a real kubelet runs are not timed here: a held device counts as busy.
+            serve_metrics(DcgmCollector({sim.name: sim}, ActivityBook()),
+                          options.metrics_host, options.metrics_port)
         await plugin.start()
         tasks = [asyncio.create_task(feed_from(sim, feed)),
                  asyncio.create_task(refresh_from_disk(sim))]

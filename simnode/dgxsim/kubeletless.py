@@ -33,10 +33,11 @@ from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.runner import NodeAgent
 from dgxnode.clock import persistent_clock
+from dgxnode.dcgm import ActivityBook, DcgmCollector, PodActivities, serve_metrics
 from dgxnode.endpoint import NodeEndpoint
 from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
-from dgxnode.prediction import predictor_for
+from dgxnode.prediction import activity_estimator, predictor_for
 from dgxnode.store import NodeStore
 from dgxsim.statedir import node_dir
 from gpumodel.labels import leaf_switch
@@ -58,6 +59,8 @@ class AgentOptions:
     mig_config: str | None = None
     time_scale: float = 1.0
     name_prefix: str = "dgx"
+    metrics_port: int | None = None
+    """Serve the nodes' DCGM metrics on 127.0.0.1 at this port (0: any free port)."""
 
 
 def node_names(options: AgentOptions) -> list[str]:
@@ -162,11 +165,17 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
                for index, name in enumerate(node_names(options))]
     predictor = predictor_for(system(options.kind).gpu)
     clock = persistent_clock(options.state_dir, options.time_scale)
-    agent = NodeAgent.build(kube, [w.controller for w in wirings], clock, predictor)
+    book = ActivityBook()
+    gpu = system(options.kind).gpu
+    agent = NodeAgent.build(kube, [w.controller for w in wirings], clock, predictor,
+                            PodActivities(book, activity_estimator(gpu)))
     endpoint = NodeEndpoint({w.sim.name: w.sim for w in wirings}, predictor,
                             options.time_scale)
     try:
         await endpoint.serve(endpoint_socket(sockets))
+        if options.metrics_port is not None:
+            serve_metrics(DcgmCollector({w.sim.name: w.sim for w in wirings}, book),
+                          "127.0.0.1", options.metrics_port)
         for w in wirings:
             await w.devices.start()
             await w.plugin.start()

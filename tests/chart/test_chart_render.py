@@ -132,8 +132,26 @@ def test_default_render_has_every_object_once() -> None:
         ("Job", "dgxsim-test-gpu-job"),
         ("Role", "dgxsim-node"), ("Role", "dgxsim-operator"),
         ("RoleBinding", "dgxsim-node"), ("RoleBinding", "dgxsim-operator"),
+        ("Service", "dgxsim-dcgm-metrics"),
         ("ServiceAccount", "dgxsim-node"), ("ServiceAccount", "dgxsim-operator"),
     ]
+
+
+def test_node_pods_serve_dcgm_metrics_behind_a_service() -> None:
+    docs = render()
+    node = container(find(docs, "DaemonSet"))
+    args = node["args"]
+    assert args[args.index("--metrics-port") + 1] == "9400"
+    assert args[args.index("--metrics-host") + 1] == "0.0.0.0"
+    assert node["ports"] == [{"name": "metrics", "containerPort": 9400, "protocol": "TCP"}]
+    service = find(docs, "Service", "dgxsim-dcgm-metrics")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9400,
+                                         "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = find(docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    off = render({"dcgmMetricsPort": 0})
+    assert "--metrics-port" not in container(find(off, "DaemonSet"))["args"]
+    assert not [k for k in kinds(off) if k[0] == "Service"]
 
 
 def test_operator_disabled_removes_its_deployment_and_rbac() -> None:

@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from dgxnode.agent.errors import (
     AgentError,
@@ -117,6 +117,14 @@ class NodePods:
     devices: DeviceManager
 
 
+class PodTelemetry(Protocol):
+    """Told when a pod starts on its devices and when it ends (the DCGM metrics)."""
+
+    def started(self, pod: JSON, devices: Mapping[str, tuple[str, ...]]) -> None: ...
+
+    def ended(self, uid: str) -> None: ...
+
+
 @dataclass
 class PodController:
     """Runs the pods of every simulated node of this agent."""
@@ -125,6 +133,7 @@ class PodController:
     nodes: dict[str, NodePods]
     clock: Clock = field(default_factory=RealtimeClock)
     predictor: StepPredictor | None = None
+    telemetry: PodTelemetry | None = None
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
     where: dict[str, str] = field(default_factory=dict)
@@ -206,6 +215,8 @@ class PodController:
             plan = run_plan(meta.get("annotations") or {}, devices, self.predictor)
         except AnnotationError as err:
             raise PodRejectedError(INVALID_WORKLOAD, str(err)) from err
+        if self.telemetry is not None:
+            self.telemetry.started(pod, devices)
         if status.get("phase") == "Running":
             return plan, self._recorded_start(pod)
         started = self.clock.now()
@@ -336,6 +347,8 @@ class PodController:
 
     async def _release(self, uid: str) -> None:
         """Free whatever the pod holds on its node; a failure is logged, never raised."""
+        if self.telemetry is not None:
+            self.telemetry.ended(uid)
         name = self.where.pop(uid, None)
         nodes = [self.nodes[name]] if name in self.nodes else list(self.nodes.values())
         for node in nodes:

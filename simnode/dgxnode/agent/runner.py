@@ -20,7 +20,7 @@ from typing import Any
 
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.nodes import NodeController
-from dgxnode.agent.pods import NodePods, PodController
+from dgxnode.agent.pods import NodePods, PodController, PodTelemetry
 from dgxnode.clock import Clock
 from gpumodel.vocabulary import NODE_LABEL
 from kubewire import (
@@ -52,12 +52,12 @@ class NodeAgent:
 
     @classmethod
     def build(cls, kube: Kube, controllers: list[NodeController], clock: Clock,
-              predictor: Any = None) -> NodeAgent:
+              predictor: Any = None, telemetry: PodTelemetry | None = None) -> NodeAgent:
         """The kubelet-less agent: nodes, their status and their pods."""
         table = {c.name: c for c in controllers}
         pods = PodController(kube, {c.name: NodePods(c.sim, c.devices) for c in controllers
                                     if c.devices is not None},
-                             clock=clock, predictor=predictor)
+                             clock=clock, predictor=predictor, telemetry=telemetry)
         return cls(kube, table, pods)
 
     @classmethod

@@ -16,10 +16,14 @@ from gpumodel.gpus import device
 from gpumodel.node import GpuHardware
 from gpumodel.software import compute_capability, driver_version
 
-TEMPERATURE_C = 32
-"""GPU temperature at idle in a cooled DGX (``temperature.gpu``, the summary)."""
-IDLE_POWER_W = 52
-"""Power draw of an idle GPU in P0 (``power.draw``, the summary)."""
+
+def idle_telemetry(device_kind: str) -> tuple[int, int]:
+    """(temperature C, power W) of an idle board, from the catalog: what ``temperature.gpu``,
+    ``power.draw`` and the summary show (nvidia-smi reads an idle simulated GPU)."""
+    telemetry = device(device_kind).telemetry
+    if telemetry is None:
+        raise ValueError(f"{device_kind}: the catalog has no telemetry for this device")
+    return round(telemetry.idle_temp_c), round(telemetry.idle_power_w)
 TOPO_LEGEND = """
 Legend:
 
@@ -76,9 +80,11 @@ def _fields() -> dict[str, tuple[str, str, Callable[[SimNode, GpuHardware], str]
         "clocks.max.sm": ("clocks.max.sm", "MHz",
                           lambda n, g: str(device(spec(g)).boost_clock_mhz)),
         "power.limit": ("power.limit", "W", lambda n, g: f"{device(spec(g)).tdp_w:.2f}"),
-        "power.draw": ("power.draw", "W", lambda n, g: f"{IDLE_POWER_W:.2f}"),
+        "power.draw": ("power.draw", "W",
+                       lambda n, g: f"{idle_telemetry(spec(g))[1]:.2f}"),
         "utilization.gpu": ("utilization.gpu", "%", lambda n, g: "0"),
-        "temperature.gpu": ("temperature.gpu", "", lambda n, g: str(TEMPERATURE_C)),
+        "temperature.gpu": ("temperature.gpu", "",
+                            lambda n, g: str(idle_telemetry(spec(g))[0])),
         "persistence_mode": ("persistence_mode", "", lambda n, g: "Enabled"),
         "pstate": ("pstate", "", lambda n, g: "P0"),
     }

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from dgxnode.devices import MigDevice
 from dgxnode.node import SimNode
-from dgxnode.nvidia_smi.listing import IDLE_POWER_W, TEMPERATURE_C
+from dgxnode.nvidia_smi.listing import idle_telemetry
 from gpumodel.gpus import device
 from gpumodel.software import cuda_version, driver_version
 
@@ -62,10 +62,11 @@ def _gpu_rows(node: SimNode, index: int) -> list[str]:
     spec = device(hw.device)
     state = node.state.gpu(index)
     mig = state.mig_enabled
+    temperature_c, power_w = idle_telemetry(hw.device)
     return [
         _row(f"{index:>4}  {hw.product_name:<31}{'On':<4}",
              f" {hw.pci_bus_id} Off ", f" {'On' if mig else '0':>20} "),
-        _row(f" N/A {TEMPERATURE_C:>4}C {'P0':>5}{f'{IDLE_POWER_W}W':>17} / "
+        _row(f" N/A {temperature_c:>4}C {'P0':>5}{f'{power_w}W':>17} / "
              f"{f'{spec.tdp_w}W':>4} ",
              f"{'0MiB':>10} / {f'{hw.memory_mib}MiB':>8} ",
              f"{'N/A' if mig else '0%':>8}{'Default':>13} "),

@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
     add_node_options(agent)
     agent.add_argument("--name-prefix", default="dgx", metavar="PREFIX",
                        help="nodes are named PREFIX-0 .. PREFIX-(N-1) (default dgx)")
+    agent.add_argument("--metrics-port", type=non_negative_int, default=None, metavar="PORT",
+                       help="serve every node's DCGM metrics on 127.0.0.1:PORT/metrics "
+                            "(0: any free port)")
     agent.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     agent.set_defaults(func=cmd_agent)
@@ -93,11 +96,11 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
                         help="simulated seconds per wall-clock second (default 1)")
 
 
-def agent_argv(args: argparse.Namespace, plane: ControlPlane) -> list[str]:
+def agent_argv(args: argparse.Namespace, plane: ControlPlane, metrics_port: int) -> list[str]:
     argv = [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(plane.state_dir),
             "--kubeconfig", str(plane.kubeconfig), "--nodes", str(args.nodes),
             "--kind", args.kind, "--mig-strategy", args.mig_strategy,
-            "--time-scale", repr(args.time_scale)]
+            "--time-scale", repr(args.time_scale), "--metrics-port", str(metrics_port)]
     if args.mig_config:
         argv += ["--mig-config", args.mig_config]
     return argv
@@ -135,14 +138,14 @@ def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None
     return check
 
 
-def _start_operator(plane: ControlPlane) -> None:
+def _start_operator(plane: ControlPlane, metrics: int) -> None:
     """The operator as a managed process; ready once its liveness endpoint answers."""
     import httpx
 
     from localkube import ControlPlaneError
     from localkube.processes import free_port
 
-    liveness, metrics = free_port(), free_port()
+    liveness = free_port()
     argv = [sys.executable, "-m", "dgxsim", "operator", "--kubeconfig", str(plane.kubeconfig),
             "--liveness-port", str(liveness), "--metrics-port", str(metrics)]
 
@@ -198,6 +201,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                                f"{', '.join(sorted(known))}")
     from dgxsim.clusterfile import ClusterSettings, save_settings
     from localkube import AlreadyRunningError, ControlPlane, ControlPlaneError
+    from localkube.processes import free_port
 
     _ensure_binaries()
     plane = ControlPlane(state_dir_of(args), apiserver_port=args.apiserver_port, progress=_say)
@@ -212,20 +216,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     _say(f"control plane {state.version} ready at {state.server} "
          f"in {time.monotonic() - started:.1f}s")
+    ports = {AGENT: free_port(), OPERATOR: free_port()}
+    metrics = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()
+               if (name == AGENT and args.nodes) or (name == OPERATOR and not args.no_operator)}
     save_settings(plane.state_dir, ClusterSettings(
         nodes=args.nodes, kind=args.kind, mig_strategy=args.mig_strategy,
-        mig_config=args.mig_config, time_scale=args.time_scale))
+        mig_config=args.mig_config, time_scale=args.time_scale, metrics=metrics))
     if args.nodes:
         _say(f"starting the node agent with {args.nodes} {args.kind} nodes")
         t0 = time.monotonic()
         try:
-            plane.start_extra(AGENT, agent_argv(args, plane),
+            plane.start_extra(AGENT, agent_argv(args, plane, ports[AGENT]),
                               _nodes_ready(plane, args.nodes, args.mig_config))
         except ControlPlaneError as err:
             raise CommandError(str(err)) from err
         _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
     if not args.no_operator:
-        _start_operator(plane)
+        _start_operator(plane, ports[OPERATOR])
     print(f"\nkubeconfig: {plane.kubeconfig}\n")
     print("Use it with:")
     print(f"  eval \"$(dgxsim env --state-dir {shlex.quote(str(plane.state_dir))})\"")
@@ -234,6 +241,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from dgxsim.clusterfile import ClusterFileError, load_settings
     from localkube import ControlPlane, ControlPlaneError
 
     plane = ControlPlane(state_dir_of(args))
@@ -250,6 +258,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"kubeconfig: {plane.kubeconfig}")
     for name, line in report.items():
         print(f"  {name:<24} {line}")
+    try:
+        settings = load_settings(plane.state_dir)
+    except ClusterFileError as err:
+        raise CommandError(str(err)) from err
+    for name, url in (settings.metrics if settings else {}).items():
+        what = "DCGM metrics of every node" if name == AGENT else "operator metrics"
+        print(f"metrics:    {url} ({what})")
     healthy = all(line.endswith("health ok") for line in report.values())
     return 0 if healthy else 1
 
@@ -280,7 +295,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     options = AgentOptions(
         state_dir=state_dir_of(args), kubeconfig=args.kubeconfig, nodes=args.nodes,
         kind=args.kind, strategy=args.mig_strategy, mig_config=args.mig_config,
-        time_scale=args.time_scale, name_prefix=args.name_prefix)
+        time_scale=args.time_scale, name_prefix=args.name_prefix,
+        metrics_port=args.metrics_port)
     asyncio.run(run_agent(options))
     return 0
 

@@ -17,6 +17,7 @@ from dgxsim.commands import (
     add_namespace,
     add_state_dir,
     namespace_of,
+    non_negative_int,
     state_dir_of,
 )
 from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, MIG_STRATEGIES, NODE_KINDS
@@ -74,6 +75,10 @@ def register(sub: Any) -> None:
     run.add_argument("--kubeconfig", type=Path, default=None,
                      help="default: the pod's in-cluster service account")
     add_namespace(run, "the mig-parted ConfigMap")
+    run.add_argument("--metrics-port", type=non_negative_int, default=None, metavar="PORT",
+                     help="serve the node's DCGM metrics at PORT/metrics (0: any free port)")
+    run.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                     help="address the metrics bind to (a pod: 0.0.0.0)")
     run.set_defaults(func=cmd_run)
 
 
@@ -90,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         node=args.node_name, state_dir=state_dir_of(args), kind=args.kind,
         strategy=args.mig_strategy, plugin_dir=args.device_plugin_dir,
         time_scale=args.time_scale, kubeconfig=args.kubeconfig,
-        namespace=namespace_of(args))))
+        namespace=namespace_of(args), metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host)))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from migoperator.metrics import Metrics, serve
 
@@ -20,17 +21,30 @@ def sample() -> Metrics:
 
 def test_series_in_the_text_format() -> None:
     text = sample().render()
-    lines = text.splitlines()
-    assert 'dgxsim_operator_reconciles_total{loop="partition",outcome="changed"} 1' in lines
-    assert 'dgxsim_operator_reconcile_seconds_bucket{le="0.025",loop="partition"} 1' in lines
-    assert 'dgxsim_operator_reconcile_seconds_bucket{le="+Inf",loop="partition"} 2' in lines
-    assert 'dgxsim_operator_reconcile_seconds_count{loop="partition"} 2' in lines
-    assert 'dgxsim_operator_pending_demand{resource="nvidia.com/mig-1g.5gb"} 14' in lines
-    assert 'dgxsim_operator_unmet_demand{resource="nvidia.com/mig-1g.5gb"} 0' in lines
-    assert 'dgxsim_operator_node_fragmentation{node="dgx-0"} 0.5' in lines
-    assert 'dgxsim_operator_decisions_total{kind="mig-layout"} 1' in lines
-    assert 'dgxsim_operator_jobs{phase="Running"} 2' in lines
-    assert "# TYPE dgxsim_operator_reconcile_seconds histogram" in lines
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def value(family: str, sample_name: str, **labels: str) -> float:
+        return next(s.value for s in families[family].samples
+                    if s.name == sample_name and s.labels == labels)
+
+    assert families["dgxsim_operator_reconciles"].type == "counter"
+    assert value("dgxsim_operator_reconciles", "dgxsim_operator_reconciles_total",
+                 loop="partition", outcome="changed") == 1
+    seconds = "dgxsim_operator_reconcile_seconds"
+    assert families[seconds].type == "histogram"
+    assert value(seconds, f"{seconds}_bucket", loop="partition", le="0.025") == 1
+    assert value(seconds, f"{seconds}_bucket", loop="partition", le="+Inf") == 2
+    assert value(seconds, f"{seconds}_count", loop="partition") == 2
+    assert value(seconds, f"{seconds}_sum", loop="partition") == 3.02
+    assert value("dgxsim_operator_pending_demand", "dgxsim_operator_pending_demand",
+                 resource="nvidia.com/mig-1g.5gb") == 14
+    assert value("dgxsim_operator_unmet_demand", "dgxsim_operator_unmet_demand",
+                 resource="nvidia.com/mig-1g.5gb") == 0
+    assert value("dgxsim_operator_node_fragmentation", "dgxsim_operator_node_fragmentation",
+                 node="dgx-0") == 0.5
+    assert value("dgxsim_operator_decisions", "dgxsim_operator_decisions_total",
+                 kind="mig-layout") == 1
+    assert value("dgxsim_operator_jobs", "dgxsim_operator_jobs", phase="Running") == 2
     assert text.endswith("\n")
 
 
