@@ -269,6 +269,13 @@ class SimNode:
                 "unhealthy": tuple(sorted(updated)), "last_xid": last_xid}),
                 "health", None, f"{device_id} {'healthy' if healthy else 'unhealthy'}")
 
+    @transaction
+    def set_attestation(self, failure: str | None) -> None:
+        """Measured boot fails (``failure`` says why) or verifies again (None)."""
+        if failure != self._state.attestation_failure:
+            self._commit(self._state.model_copy(update={"attestation_failure": failure}),
+                         "health", None, f"attestation {'failed: ' + failure if failure else 'ok'}")
+
     # -- named configs (mig-manager's role) --------------------------------------------
     def current_gpus(self) -> list[CurrentGpu]:
         """Each GPU's MIG mode and MIG devices by profile, as mig-parted ``export`` reads them."""

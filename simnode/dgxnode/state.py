@@ -87,6 +87,8 @@ class NodeState(_Frozen):
     pending_apply: PendingApply | None = None
     drives_locked: bool = False
     """Self-encrypting drives lock at power-off and unlock with the node's key."""
+    attestation_failure: str | None = None
+    """Why the node's measured boot no longer verifies; None while it does."""
 
     def gpu(self, index: int) -> GpuState:
         if not 0 <= index < len(self.gpus):

@@ -28,11 +28,14 @@ from gpumodel.software import (
 )
 from gpumodel.systems import system, system_catalog
 from gpumodel.vocabulary import (
+    ATTESTATION_LABEL,
     GPU_RESOURCE,
     MIG_CONFIG,
     MIG_CONFIG_STATE,
     MIG_STRATEGY,
     NVIDIA_PREFIX,
+    SED_LABEL,
+    TPM_LABEL,
     MigStrategy,
     mig_resource,
 )
@@ -50,6 +53,17 @@ def leaf_switch(nodes_per_leaf: int | None, node_index: int) -> str | None:
 
 _MACHINE_UNKNOWN = "unknown"
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-_. ]")
+
+
+def security_labels(kind: str, attested: bool, drives_locked: bool) -> dict[str, str]:
+    """dgxsim's labels for the node's security chapter (DGX A100 white paper): the TPM
+    its boot is measured with, whether that measurement verifies, and its drives."""
+    security = system(kind).security
+    labels = {TPM_LABEL: security.tpm,
+              ATTESTATION_LABEL: "trusted" if attested else "untrusted"}
+    if security.self_encrypting_drives:
+        labels[SED_LABEL] = "locked" if drives_locked else "unlocked"
+    return labels
 
 
 def _sanitize(name: str) -> str:

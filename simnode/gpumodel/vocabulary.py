@@ -79,6 +79,17 @@ MIG_POLICY: Final = "dgxsim.io/mig-policy"
 LEAF_SWITCH: Final = "dgxsim.io/leaf-switch"
 """Names the leaf switches of the node's compute fabric (its scalable unit)."""
 
+ATTESTATION_LABEL: Final = "dgxsim.io/attestation"
+"""``trusted`` while the node's TPM measured boot verifies, ``untrusted`` when it fails."""
+SED_LABEL: Final = "dgxsim.io/sed"
+"""The self-encrypting drives: ``unlocked`` (the node holds their key) or ``locked``."""
+TPM_LABEL: Final = "dgxsim.io/tpm.version"
+"""The TPM the node measures its boot with (``2.0`` on a DGX A100)."""
+UNTRUSTED_TAINT: Final = "dgxsim.io/untrusted"
+"""``NoSchedule`` taint on a node whose attestation failed: no new work lands there."""
+ATTESTED_CONDITION: Final = "Attested"
+"""Node condition: True while measured boot verifies."""
+
 # ----------------------------------------------------------------- annotations
 
 INVENTORY_ANNOTATION: Final = "dgxsim.io/inventory"

@@ -14,6 +14,7 @@ MIG_CONFIGS = "dgxsim-mig-configs"
 # (apiGroup, resource, verb, resourceName) on every namespace / cluster-scoped objects
 NODE_CLUSTER = {
     *{("", "nodes", v, "") for v in ("get", "list", "watch", "patch")},
+    ("", "nodes/status", "patch", ""),
     *{("", "pods", v, "") for v in ("get", "list", "watch")},
     *{("", "events", v, "") for v in ("create", "patch")},
 }

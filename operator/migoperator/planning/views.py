@@ -225,10 +225,18 @@ def node_view(node: JSON, bound_pods: Iterable[JSON], leaf_label: str) -> NodeVi
                    if k.startswith(DEVICE_PREFIX)}
     return NodeView(
         name=str(meta.get("name", "")), device=device, gpus=gpus, labels=labels,
-        ready=_ready(node), schedulable=not (node.get("spec") or {}).get("unschedulable"),
+        ready=_ready(node), schedulable=_schedulable(node),
         allocatable=allocatable, requested=dict(requested),
         unsettled=any(n > owned.get(r, 0) for r, n in requested.items()),
         leaf=labels.get(leaf_label))
+
+
+def _schedulable(node: JSON) -> bool:
+    """Not cordoned and without a taint that keeps new pods off (``NoSchedule`` or
+    ``NoExecute``: an untrusted node's, for one); the operator's pods tolerate none."""
+    spec = node.get("spec") or {}
+    return not spec.get("unschedulable") and not any(
+        t.get("effect") in ("NoSchedule", "NoExecute") for t in spec.get("taints") or [])
 
 
 def pending_pod_request(pod: JSON) -> Request | None:

@@ -24,11 +24,11 @@ from typing import Any
 from dgxnode.agent.errors import AgentError
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.kubelet import DeviceManager
-from dgxnode.agent.objects import node_object, node_status
+from dgxnode.agent.objects import attestation_condition, node_object, node_status
 from dgxnode.errors import ApplyBlockedError, SimnodeError
 from dgxnode.node import SimNode
 from gpumodel.inventory import NodeInventory
-from gpumodel.labels import gfd_labels, label_patch
+from gpumodel.labels import gfd_labels, label_patch, security_labels
 from gpumodel.migparted import MigPartedConfig, parse_mig_parted_config
 from gpumodel.vocabulary import (
     INVENTORY_ANNOTATION,
@@ -37,6 +37,7 @@ from gpumodel.vocabulary import (
     MIG_CONFIGMAP_KEY,
     MIG_CONFIGMAP_NAME,
     SYSTEM_NAMESPACE,
+    UNTRUSTED_TAINT,
     MigStrategy,
 )
 from kubewire import InvalidError, or_none
@@ -84,6 +85,9 @@ class NodeController:
     _annotation: str | None = None
     _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
     _readvertising: bool = False
+    _taints: list[JSON] = field(default_factory=list)
+    _sent_attestation: str | None = None
+    """The attestation condition last sent (kind mode sends it on its own)."""
     _refused: JSON | None = None
     """The last Node update the API server refused as invalid: never sent again as is."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -131,11 +135,24 @@ class NodeController:
             log.info("created Node %s", self.name)
         self.uid = node["metadata"]["uid"]
         self._labels = dict(node["metadata"].get("labels") or {})
+        self._taints = list((node.get("spec") or {}).get("taints") or [])
         self._annotation = (node["metadata"].get("annotations") or {}).get(INVENTORY_ANNOTATION)
 
     def _wanted_labels(self) -> dict[str, str]:
         gpu = self.sim.hardware.gpus[0].device
-        return gfd_labels(self.sim.inventory(), self.strategy, gpu)
+        state = self.sim.state
+        return {**gfd_labels(self.sim.inventory(), self.strategy, gpu),
+                **security_labels(state.kind, state.attestation_failure is None,
+                                  state.drives_locked)}
+
+    def _wanted_taints(self) -> list[JSON] | None:
+        """The Node's taints with the untrusted taint exactly while attestation fails;
+        None when they are already so."""
+        others = [t for t in self._taints if t.get("key") != UNTRUSTED_TAINT]
+        failure = self.sim.state.attestation_failure
+        wanted = others + ([{"key": UNTRUSTED_TAINT, "value": "attestation-failed",
+                             "effect": "NoSchedule"}] if failure else [])
+        return None if wanted == self._taints else wanted
 
     def _inventory_json(self) -> str:
         return self.sim.inventory().model_dump_json(exclude_none=True)
@@ -158,14 +175,19 @@ class NodeController:
         inventory = self._inventory_json()
         if inventory != self._annotation:
             patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
+        taints = self._wanted_taints()
+        body: JSON = {"metadata": patch} if patch else {}
+        if taints is not None:
+            body["spec"] = {"taints": taints}
         try:
             await self._send_status(force=False)
-            if patch and patch != self._refused:
-                node = await self.kube.patch_node(self.name, {"metadata": patch})
+            if body and body != self._refused:
+                node = await self.kube.patch_node(self.name, body)
                 self._labels = dict(node["metadata"].get("labels") or {})
+                self._taints = list((node.get("spec") or {}).get("taints") or [])
                 self._annotation = inventory
         except InvalidError as err:
-            self._refused = patch
+            self._refused = body
             await self._refusal(err)
 
     async def _refusal(self, err: InvalidError) -> None:
@@ -184,11 +206,17 @@ class NodeController:
             await self._fail(name)
 
     async def _send_status(self, force: bool) -> None:
+        failure = self.sim.state.attestation_failure
         if self.devices is None:
+            # A real kubelet owns the status: only the attestation condition is ours.
+            if failure != self._sent_attestation or force:
+                await self.kube.patch_node_status(self.name, {"status": {
+                    "conditions": [attestation_condition(failure)]}})
+                self._sent_attestation = failure
             return
         status = node_status(self.sim.hardware, self.devices.capacity(),
-                             self.devices.allocatable())
-        resources = (status["status"]["capacity"], status["status"]["allocatable"])
+                             self.devices.allocatable(), attestation_failure=failure)
+        resources = (status["status"]["capacity"], status["status"]["allocatable"], failure)
         if not force and self._sent_status == {"r": resources}:
             return
         await self.kube.patch_node_status(self.name, status)
@@ -227,6 +255,7 @@ class NodeController:
             await self._sync()
             return
         self._labels = dict(node["metadata"].get("labels") or {})
+        self._taints = list((node.get("spec") or {}).get("taints") or [])
         wanted = self._labels.get(MIG_CONFIG)
         if wanted and (wanted != self.sim.state.mig_config
                        or self._labels.get(MIG_CONFIG_STATE) is None):

@@ -11,7 +11,7 @@ from typing import Any
 
 from dgxnode.agent.kube import now_rfc3339
 from gpumodel.node import NodeHardware
-from gpumodel.vocabulary import NODE_LABEL
+from gpumodel.vocabulary import ATTESTED_CONDITION, NODE_LABEL
 
 JSON = dict[str, Any]
 KUBELET_VERSION = "v1.36.3"
@@ -50,8 +50,18 @@ def node_object(hardware: NodeHardware, labels: dict[str, str], annotations: dic
     }
 
 
+def attestation_condition(failure: str | None) -> JSON:
+    """The ``Attested`` condition: True while TPM measured boot verifies."""
+    now = now_rfc3339()
+    return {"type": ATTESTED_CONDITION, "status": "False" if failure else "True",
+            "reason": "AttestationFailed" if failure else "MeasuredBootVerified",
+            "message": failure or "TPM 2.0 measured boot verified",
+            "lastHeartbeatTime": now, "lastTransitionTime": now}
+
+
 def node_status(hardware: NodeHardware, extended_capacity: dict[str, int],
-                extended_allocatable: dict[str, int], ready: bool = True) -> JSON:
+                extended_allocatable: dict[str, int], ready: bool = True,
+                attestation_failure: str | None = None) -> JSON:
     """A status patch: resources, conditions, addresses and node info."""
     now = now_rfc3339()
     base = base_resources(hardware)
@@ -74,6 +84,7 @@ def node_status(hardware: NodeHardware, extended_capacity: dict[str, int],
                       "KubeletReady" if ready else "KubeletNotReady",
                       "dgxsim node agent is posting ready status" if ready
                       else "dgxsim node agent is stopping"),
+            attestation_condition(attestation_failure),
         ],
         "addresses": [{"type": "InternalIP", "address": SIM_IP},
                       {"type": "Hostname", "address": hardware.name}],

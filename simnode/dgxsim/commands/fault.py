@@ -5,6 +5,11 @@ Faults are the events NVIDIA's device plugin reacts to: a critical XID error
 the GPU and every MIG device on it Unhealthy, and the plugin sends the new
 list through ListAndWatch, so the kubelet stops placing pods there. ``clear``
 restores them, which NVIDIA's plugin cannot do but a test bench must.
+
+``--attestation fail`` makes the node's TPM measured boot fail instead: the
+node turns untrusted (label, ``Attested`` condition, a ``NoSchedule`` taint),
+no new work lands there and what runs is left alone; ``clear --attestation``
+re-attests it.
 """
 
 from __future__ import annotations
@@ -44,9 +49,16 @@ def register(sub: Any) -> None:
     kind.add_argument("--xid", type=int, choices=sorted(XIDS), default=79,
                       help="the XID error to raise (default 79)")
     kind.add_argument("--nvlink", action="store_true", help="an NVLink failure (XID 74)")
+    kind.add_argument("--attestation", choices=("fail",),
+                      help="the node's TPM measured boot fails: the node turns untrusted")
+    inject.add_argument("--reason", default="TPM PCR measurements do not match the golden "
+                        "values", help="why attestation failed (with --attestation)")
     inject.set_defaults(func=cmd_inject)
-    clear = verbs.add_parser("clear", help="mark a GPU or MIG device healthy again")
+    clear = verbs.add_parser("clear", help="mark a GPU or MIG device healthy again, or "
+                                           "re-attest the node (--attestation)")
     _target(clear)
+    clear.add_argument("--attestation", action="store_true",
+                       help="re-attest the node: trusted again, its taint removed")
     clear.set_defaults(func=cmd_clear)
 
 
@@ -55,7 +67,7 @@ def _target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", metavar="NAME",
                         help="node of a cluster state dir (`dgxsim up --nodes N`); may be "
                              "omitted when the state dir holds one node")
-    which = parser.add_mutually_exclusive_group(required=True)
+    which = parser.add_mutually_exclusive_group()
     which.add_argument("--gpu", type=non_negative_int, metavar="INDEX")
     which.add_argument("--device", metavar="ID", help="a GPU-... or MIG-... device ID")
 
@@ -84,8 +96,22 @@ def _device_id(node: SimNode, args: argparse.Namespace) -> str:
         raise CommandError(str(err)) from err
 
 
+def _check_target(args: argparse.Namespace, attestation: bool) -> None:
+    """A device fault names one device; an attestation fault names none."""
+    named = args.gpu is not None or args.device is not None
+    if attestation and named:
+        raise CommandError("--attestation concerns the whole node: drop --gpu/--device")
+    if not attestation and not named:
+        raise CommandError("name the faulty device: --gpu INDEX or --device ID")
+
+
 def cmd_inject(args: argparse.Namespace) -> int:
+    _check_target(args, bool(args.attestation))
     node = _open(args)
+    if args.attestation:
+        node.set_attestation(args.reason)
+        print(f"{node.name}: attestation failed ({args.reason}): node untrusted")
+        return 0
     target = _device_id(node, args)
     xid = NVLINK_XID if args.nvlink else args.xid
     node.set_health(target, healthy=False, xid=xid)
@@ -94,7 +120,12 @@ def cmd_inject(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
+    _check_target(args, args.attestation)
     node = _open(args)
+    if args.attestation:
+        node.set_attestation(None)
+        print(f"{node.name}: re-attested: node trusted")
+        return 0
     target = _device_id(node, args)
     node.set_health(target, healthy=True)
     print(f"{node.name}: {target} marked Healthy")
