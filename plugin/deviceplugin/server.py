@@ -6,9 +6,11 @@ resource, and publishes the new device lists so ``ListAndWatch`` streams send
 them at once; a resource that vanishes is kept with an empty list, so the
 kubelet sets its capacity to zero instead of waiting for a disconnect timeout.
 
-A watchdog keeps it registered as a kubelet expects: when ``kubelet.sock`` is
-recreated (a kubelet restart) every resource registers again; when a plugin's
-own socket disappears its server is restarted and registered again.
+It stays registered as a kubelet expects: when ``kubelet.sock`` is recreated (a
+kubelet restart) every resource registers again, once; when a plugin's own
+socket disappears its server is restarted and registered again. Changes of the
+directory arrive as inotify events (:mod:`deviceplugin.dirwatch`), so an idle
+node costs nothing however many there are.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
 
 import grpc
 
+from deviceplugin.dirwatch import dir_watcher
 from deviceplugin.errors import DevicePluginError, RegistrationError, StrategyError
 from deviceplugin.servicer import AllocateContext, DevicePluginServicer, ResourceState
 from deviceplugin.strategy import Strategy, resources
@@ -33,7 +36,6 @@ from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from kubeletapi.v1beta1.constants import API_VERSION, KUBELET_SOCKET_NAME
 
 log = logging.getLogger(__name__)
-WATCH_INTERVAL_S = 0.1
 REGISTER_TIMEOUT_S = 5.0
 
 
@@ -82,6 +84,8 @@ class ResourceServer:
     context: AllocateContext
     server: grpc.aio.Server | None = None
     inode: tuple[int, int] | None = None
+    registered_with: tuple[int, int] | None = None
+    """The kubelet socket (inode, ctime) this server last registered with."""
 
     async def start(self) -> None:
         check_socket_path(self.socket_path)
@@ -127,8 +131,9 @@ class NodePlugin:
     context: AllocateContext
     servers: dict[str, ResourceServer] = field(default_factory=dict)
     last_error: str | None = None
-    _kubelet_inode: tuple[int, int] | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _unwatch: Callable[[], None] | None = None
 
     @property
     def kubelet_socket(self) -> Path:
@@ -137,10 +142,20 @@ class NodePlugin:
     async def start(self) -> None:
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         await self.apply(self.source.snapshot())
+        names = {KUBELET_SOCKET_NAME}
+
+        def changed(name: str) -> None:
+            if name in names or name in {s.socket_path.name for s in self.servers.values()}:
+                self._changed.set()
+
+        self._unwatch = dir_watcher().watch(self.plugin_dir, changed)
         self._tasks = [asyncio.create_task(self._follow_source(), name="plugin-source"),
-                       asyncio.create_task(self._watchdog(), name="plugin-watchdog")]
+                       asyncio.create_task(self._keep_registered(), name="plugin-watchdog")]
 
     async def stop(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -174,12 +189,14 @@ class NodePlugin:
                 await srv.state.publish(devices)
 
     async def _register(self, srv: ResourceServer) -> None:
-        if _inode(self.kubelet_socket) is None:
+        kubelet = _inode(self.kubelet_socket)
+        if kubelet is None:
             log.info("no kubelet socket yet at %s; %s registers when it appears",
                      self.kubelet_socket, srv.resource)
             return
         try:
             await register(self.kubelet_socket, srv.resource, srv.socket_path.name)
+            srv.registered_with = kubelet
         except RegistrationError as err:
             log.warning("%s", err)
 
@@ -187,24 +204,27 @@ class NodePlugin:
         async for snapshot in self.source.watch():
             await self.apply(snapshot)
 
-    async def _watchdog(self) -> None:
-        self._kubelet_inode = _inode(self.kubelet_socket)
+    async def _keep_registered(self) -> None:
+        """On each change of the directory: restart a server whose socket went, and
+        register every server the current kubelet socket has not seen, once."""
         while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
+            await self._changed.wait()
+            self._changed.clear()
             for srv in list(self.servers.values()):
                 if _inode(srv.socket_path) != srv.inode:
                     log.warning("socket of %s disappeared; restarting its server", srv.resource)
                     await srv.stop()
                     await srv.start()
-                    await self._register(srv)
-            inode = _inode(self.kubelet_socket)
-            if inode != self._kubelet_inode:
-                self._kubelet_inode = inode
-                if inode is not None:
-                    log.info("kubelet socket recreated; registering %d resources again",
-                             len(self.servers))
-                    for srv in self.servers.values():
-                        await self._register(srv)
+                    srv.registered_with = None
+            kubelet = _inode(self.kubelet_socket)
+            if kubelet is None:
+                continue
+            stale = [s for s in self.servers.values() if s.registered_with != kubelet]
+            if stale:
+                log.info("kubelet socket %s: registering %d resources",
+                         self.kubelet_socket, len(stale))
+            for srv in stale:
+                await self._register(srv)
 
 
 def plugin_dir_default() -> Path:

@@ -181,7 +181,7 @@ async def test_plugin_registers_again_when_kubelet_socket_is_recreated(
     node = await node_factory()
     await until(lambda: "nvidia.com/gpu" in node.kubelet.endpoints)
     await node.kubelet.stop()
-    # A kubelet restart takes a while; the plugin's watchdog (0.1 s) sees the socket go.
+    # A kubelet restart takes a while; the plugin sees its socket go.
     await asyncio.sleep(0.3)
     restarted = DeviceManager("dgx-0", node.plugin_dir,
                               Checkpoint(short_dir / "checkpoint.json"))
@@ -189,6 +189,27 @@ async def test_plugin_registers_again_when_kubelet_socket_is_recreated(
     try:
         await until(lambda: restarted.allocatable().get("nvidia.com/gpu") == 8)
         assert restarted.registrations[0].resource_name == "nvidia.com/gpu"
+    finally:
+        await restarted.stop()
+
+
+async def test_a_kubelet_restart_that_clears_the_directory_registers_each_resource_once(
+        node_factory: Callable, short_dir: Path) -> None:
+    """A restarting kubelet removes every socket in its directory, then creates its own:
+    the plugin sees its socket go and the kubelet's come back, and registers once."""
+    node = await node_factory(inventory=balanced())
+    await until(lambda: len(node.kubelet.endpoints) == len(node.plugin.servers))
+    await node.kubelet.stop()
+    for entry in node.plugin_dir.iterdir():
+        entry.unlink()
+    restarted = DeviceManager("dgx-0", node.plugin_dir,
+                              Checkpoint(short_dir / "checkpoint.json"))
+    await restarted.start()
+    try:
+        await until(lambda: set(restarted.endpoints) == set(node.plugin.servers))
+        await asyncio.sleep(0.5)  # any second registration would have arrived by now
+        names = [r.resource_name for r in restarted.registrations]
+        assert sorted(names) == sorted(node.plugin.servers), names
     finally:
         await restarted.stop()
 
