@@ -25,6 +25,14 @@ from localkube.toolchain import bin_dir
 
 @contextmanager
 def local_cluster(nodes: int, *agent_args: str) -> Iterator[list[str]]:
+    with local_cluster_and_agent(nodes, *agent_args) as (kubectl, _agent):
+        yield kubectl
+
+
+@contextmanager
+def local_cluster_and_agent(nodes: int, *agent_args: str
+                            ) -> Iterator[tuple[list[str], subprocess.Popen[bytes]]]:
+    """:func:`local_cluster`, also yielding the agent's process (to measure it)."""
     state = Path(tempfile.mkdtemp(prefix="dgxb", dir="/tmp"))
     plane = ControlPlane(state)
     plane.up()
@@ -44,7 +52,7 @@ def local_cluster(nodes: int, *agent_args: str) -> Iterator[list[str]]:
         while subprocess.run([*kubectl, "get", "sa", "default"], capture_output=True
                              ).returncode != 0:
             time.sleep(0.2)
-        yield kubectl
+        yield kubectl, agent
     finally:
         if agent is not None:
             agent.terminate()
