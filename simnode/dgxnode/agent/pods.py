@@ -47,6 +47,7 @@ from dgxnode.node import SimNode
 from gpumodel.vocabulary import (
     DEVICES_ANNOTATION,
     ENV_ANNOTATION_PREFIX,
+    MIG_RESOURCE_PREFIX,
     SIM_FINISHED_ANNOTATION,
     SIM_STARTED_ANNOTATION,
 )
@@ -66,15 +67,41 @@ API_RETRY_S = 0.25
 
 
 def device_requests(pod: JSON) -> dict[str, dict[str, int]]:
-    """container -> {extended resource: count} for the resources device plugins serve."""
+    """container -> {extended resource: count} for the resources device plugins serve.
+
+    A request the node can never satisfy is refused here, before any device is
+    touched, as the kubelet's admission refuses it (:class:`PodRejectedError`
+    with ``UnexpectedAdmissionError``): a count that is not a whole number of at
+    least one (``nvidia.com/gpu: 0``), or more than one MIG device of a profile in
+    one container, which NVIDIA's device plugin never gives.
+    """
     wanted: dict[str, dict[str, int]] = {}
     for container in pod["spec"].get("containers", []):
         resources = container.get("resources") or {}
         asked = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
-        devices = {k: int(v) for k, v in asked.items() if k.startswith(DEVICE_PREFIX)}
+        devices = {k: _device_count(container["name"], k, v) for k, v in asked.items()
+                   if k.startswith(DEVICE_PREFIX)}
         if devices:
             wanted[container["name"]] = devices
     return wanted
+
+
+def _device_count(container: str, resource: str, quantity: object) -> int:
+    def refuse(why: str) -> PodRejectedError:
+        return PodRejectedError(ADMISSION_ERROR, f"container {container} asks "
+                                f"{resource}: {quantity}: {why}")
+
+    try:
+        count = int(str(quantity))
+    except ValueError:
+        raise refuse("a device count must be a whole number") from None
+    if count < 1:
+        raise refuse("a device request must be at least 1 (leave the resource out to ask "
+                     "for none)")
+    if resource.startswith(MIG_RESOURCE_PREFIX) and count > 1:
+        raise refuse("NVIDIA's device plugin gives one MIG device per container and "
+                     "resource; ask for one in each of several containers")
+    return count
 
 
 def _parse_time(text: str | None) -> float | None:
@@ -197,8 +224,9 @@ class PodController:
         meta = pod["metadata"]
         status = pod.get("status") or {}
         node = self.nodes[pod["spec"]["nodeName"]]
+        requests = device_requests(pod)
         try:
-            devices = await self._admit(pod, node)
+            devices = await self._admit(pod, node, requests)
         except (DeviceAllocationError, SimnodeError, AgentError) as err:
             raise PodRejectedError(ADMISSION_ERROR, f"Allocate failed due to {err}, which is "
                                              "unexpected") from err
@@ -258,7 +286,8 @@ class PodController:
                 await asyncio.sleep(API_RETRY_S * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _admit(self, pod: JSON, node: NodePods) -> dict[str, tuple[str, ...]]:
+    async def _admit(self, pod: JSON, node: NodePods, requests: dict[str, dict[str, int]]
+                     ) -> dict[str, tuple[str, ...]]:
         """Allocate every container's devices; all or nothing.
 
         Returns resource -> device IDs; the Allocate answers stay in the checkpoint.
@@ -267,7 +296,7 @@ class PodController:
         uid = meta["uid"]
         held: dict[str, tuple[str, ...]] = {}
         try:
-            for container, wanted in device_requests(pod).items():
+            for container, wanted in requests.items():
                 owner = f"{meta['namespace']}/{meta['name']}/{container}"
                 for resource, count in wanted.items():
                     alloc = await node.devices.allocate(uid, container, resource, count)
