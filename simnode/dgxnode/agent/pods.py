@@ -11,7 +11,10 @@ run time reads back exactly at any time scale. Devices are freed when the pod
 ends or is deleted. A pod being deleted gets its shutdown time (capped by its
 grace period) and is then removed, as the kubelet removes it. Restarting the
 agent resumes running pods where they were: their devices come back from the
-checkpoint and their clocks from the recorded start.
+checkpoint and their clocks from the recorded start. A checkpoint or node state
+that was emptied, deleted, truncated or left stale is rebuilt from the devices
+the API server records on each running pod before any pod is admitted
+(:mod:`dgxnode.agent.recovery`), with an event on the Node.
 
 Every failure is confined to its pod and ends in a visible state: a pod that
 cannot be admitted (no devices, a plugin's error, a checkpoint that cannot be
@@ -34,12 +37,20 @@ from typing import Any, TypeVar
 from dgxnode.agent.errors import (
     AgentError,
     AnnotationError,
+    CheckpointError,
     DeviceAllocationError,
     PodRejectedError,
 )
 from dgxnode.agent.kube import Kube, now_rfc3339
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.objects import rejected_status, running_status, terminated_status
+from dgxnode.agent.recovery import (
+    Rebuild,
+    UnreconciledError,
+    reconcile_pod,
+    recorded_devices,
+    split_by_container,
+)
 from dgxnode.agent.workload import PREDICTED, RunPlan, StepPredictor, run_plan, shutdown_seconds
 from dgxnode.clock import Clock, RealtimeClock
 from dgxnode.errors import SimnodeError
@@ -62,6 +73,9 @@ ADMISSION_ERROR = "UnexpectedAdmissionError"
 INVALID_WORKLOAD = "InvalidWorkload"
 AGENT_ERROR = "NodeAgentError"
 """A pod the node could not start or finish because an API call kept failing."""
+REBUILT = "DeviceRecordsRebuilt"
+"""Event reason on a Node whose checkpoint or state was rebuilt from the API server."""
+NOT_RECONCILED = "DeviceRecordsNotReconciled"
 API_ATTEMPTS = 4
 API_RETRY_S = 0.25
 
@@ -142,6 +156,8 @@ class NodePods:
 
     sim: SimNode
     devices: DeviceManager
+    damage: list[str] = field(default_factory=list)
+    """What of the node's files could not be used at start (see :meth:`reconcile`)."""
 
 
 @dataclass
@@ -156,6 +172,8 @@ class PodController:
     finished: set[str] = field(default_factory=set)
     where: dict[str, str] = field(default_factory=dict)
     """pod uid -> node name, for pods that hold (or may hold) devices."""
+    untouched: set[str] = field(default_factory=set)
+    """Running pods whose recorded devices the node could not reconcile: left alone."""
     admitted: int = 0
     completed: int = 0
     failed: int = 0
@@ -190,7 +208,7 @@ class PodController:
             await self._release(uid)
             self.finished.add(uid)
             return
-        if uid not in self.running and uid not in self.finished:
+        if uid not in self.running and uid not in self.finished and uid not in self.untouched:
             self.where[uid] = node
             self.running[uid] = asyncio.create_task(self._run(pod), name=f"pod {uid}")
 
@@ -389,15 +407,47 @@ class PodController:
         self.finished.discard(uid)
 
     async def reconcile(self, live_pods: list[JSON]) -> None:
-        """After a restart: free devices of pods that are gone or finished."""
-        alive = {p["metadata"]["uid"] for p in live_pods
-                 if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")}
-        for node in self.nodes.values():
+        """At start, before any pod is admitted: line each node's checkpoint and state up
+        with the pods the API server says hold its devices (:mod:`dgxnode.agent.recovery`),
+        free what pods that are gone or finished held, and report on the Node."""
+        alive = [p for p in live_pods
+                 if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        for name, node in self.nodes.items():
+            on_node = [p for p in alive if p["spec"].get("nodeName") == name]
+            report = Rebuild(name, damage=list(node.damage))
+            uids = {p["metadata"]["uid"] for p in on_node}
             for uid in node.devices.checkpoint.pods():
-                if uid not in alive:
+                if uid not in uids:
                     await self._release(uid)
-            owners = {f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-                      for p in live_pods if p["metadata"]["uid"] in alive}
+            for pod in on_node:
+                await self._reconcile_pod(node, pod, report)
+            owners = {f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in on_node}
             for device_id, owner in list(node.sim.state.allocations.items()):
                 if owner.rsplit("/", 1)[0] not in owners:
-                    node.sim.release(device_id)
+                    await asyncio.to_thread(node.sim.release, device_id)
+            self.untouched |= report.untouched
+            await self._report(name, report)
+
+    async def _reconcile_pod(self, node: NodePods, pod: JSON, report: Rebuild) -> None:
+        try:
+            recorded = recorded_devices(pod)
+            if recorded is None:
+                return
+            await reconcile_pod(node, pod, split_by_container(device_requests(pod), recorded),
+                                report)
+        except (UnreconciledError, PodRejectedError, CheckpointError) as err:
+            meta = pod["metadata"]
+            report.unreconciled.append(f"{meta['namespace']}/{meta['name']}: {err}")
+            report.untouched.add(meta["uid"])
+
+    async def _report(self, node: str, report: Rebuild) -> None:
+        involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+        rebuilt = report.rebuilt_message()
+        if rebuilt:
+            log.warning("node %s: %s", node, rebuilt)
+            await self.kube.event(involved, REBUILT, rebuilt, "Warning", host=node)
+        if report.unreconciled:
+            message = ("left untouched, the records disagree: "
+                       + "; ".join(report.unreconciled))
+            log.error("node %s: %s", node, message)
+            await self.kube.event(involved, NOT_RECONCILED, message, "Warning", host=node)

@@ -75,6 +75,9 @@ class FakeDevices:
                        ) -> ContainerAllocation:
         if self.fail_with is not None:
             raise self.fail_with
+        existing = self.checkpoint.get(pod_uid, container, resource)
+        if existing is not None:  # as the device manager: a restart finds it allocated
+            return existing
         held = self.checkpoint.held(resource)
         free = [d.id for d in self.sim.inventory().devices
                 if d.kind == "gpu" and d.owner is None and d.id not in held]
