@@ -60,6 +60,11 @@ def register(sub: Any) -> None:
     add_state_dir(env)
     env.set_defaults(func=cmd_env)
 
+    supervise = sub.add_parser("supervise", help="restart the components `up` started when "
+                                                  "they exit (started by `up`)")
+    add_state_dir(supervise)
+    supervise.set_defaults(func=cmd_supervise)
+
     agent = sub.add_parser("agent", help="run the node agent: N simulated nodes with their "
                                          "device plugins, playing the kubelet (used by `up`)")
     add_state_dir(agent)
@@ -218,10 +223,35 @@ def cmd_up(args: argparse.Namespace) -> int:
         _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
     if not args.no_operator:
         _start_operator(plane)
+    _start_supervisor(plane)
     print(f"\nkubeconfig: {plane.kubeconfig}\n")
     print("Use it with:")
     print(f"  eval \"$(dgxsim env --state-dir {shlex.quote(str(plane.state_dir))})\"")
     print("  kubectl get --raw /readyz")
+    return 0
+
+
+def _start_supervisor(plane: ControlPlane) -> None:
+    """Last of all, so it finds every component recorded; ``down`` stops it first."""
+    from localkube import ControlPlaneError
+    from localkube.supervisor import SUPERVISOR
+
+    argv = [sys.executable, "-m", "dgxsim", "supervise", "--state-dir", str(plane.state_dir)]
+    try:
+        plane.start_extra(SUPERVISOR, argv, lambda: True)
+    except ControlPlaneError as err:
+        raise CommandError(str(err)) from err
+    _say("supervisor started: components that exit are restarted")
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    import logging
+
+    from localkube import ControlPlane
+    from localkube.supervisor import Supervisor
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Supervisor(ControlPlane(state_dir_of(args))).run()
     return 0
 
 
