@@ -11,9 +11,10 @@ Failed with the reason. Field names are the resource's camelCase names.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gpumodel.vocabulary import GPU_RESOURCE, mig_resource
 
@@ -24,6 +25,11 @@ PLURAL = "dgxjobs"
 SINGULAR = "dgxjob"
 SHORT_NAMES = ("dgxj",)
 MAX_GPUS_PER_REPLICA = 8
+MAX_STEPS = 10**9
+MAX_RUN_S = 366 * 86400.0
+"""The longest run a job may ask for or be predicted (a year): longer is a typo or an
+overflow, and would hold its GPUs for good; the node agent refuses such pods too."""
+MAX_PARAMETERS = 32
 MIG_PROFILE_PATTERN = r"^([1-7]c\.)?[1-7]g\.[1-9][0-9]*gb(\+me)?$"
 """The grammar of a MIG device profile (``1g.5gb``, ``1c.3g.20gb``, ``1g.5gb+me``)."""
 
@@ -42,9 +48,10 @@ class DGXJobSpec(_Model):
 
     workload: str = Field(min_length=1, max_length=63)
     """A workload of the performance model's catalog (``resnet50-train``, ``gemm``)."""
-    parameters: dict[str, float | int | str] = Field(default_factory=dict)
+    parameters: dict[str, float | int | str] = Field(default_factory=dict,
+                                                     max_length=MAX_PARAMETERS)
     """Workload parameters (``batch``, ``seq_len``, model sizes) as the catalog names them."""
-    steps: int = Field(default=100, ge=1)
+    steps: int = Field(default=100, ge=1, le=MAX_STEPS)
     """Training or inference steps to run; the run time is steps x predicted step time."""
     replicas: int = Field(default=1, ge=1, le=1024)
     """Pods of the gang; all are placed at once or none."""
@@ -60,10 +67,20 @@ class DGXJobSpec(_Model):
     """Higher places first; equal priorities go in creation order."""
     queue: str | None = Field(default=None, max_length=63)
     """Optional queue name, recorded on the pods as the label ``dgxsim.io/queue``."""
-    duration_seconds: float | None = Field(default=None, gt=0, alias="durationSeconds")
+    duration_seconds: float | None = Field(default=None, gt=0, le=MAX_RUN_S,
+                                           alias="durationSeconds", allow_inf_nan=False)
     """Run time to use instead of the performance model's prediction."""
     node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
     """Only nodes with all these labels are considered."""
+
+    @field_validator("parameters")
+    @classmethod
+    def _finite_parameters(cls, value: dict[str, float | int | str]
+                           ) -> dict[str, float | int | str]:
+        bad = [k for k, v in value.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"parameter {bad[0]} must be a finite number")
+        return value
 
     @model_validator(mode="after")
     def _one_mig_device_per_replica(self) -> DGXJobSpec:

@@ -58,6 +58,21 @@ class NodeStore:
             where = ".".join(str(p) for p in first["loc"]) or "document"
             raise StateCorruptError(self.path, f"{where}: {first['msg']}") from err
 
+    def set_aside_if_damaged(self) -> str | None:
+        """Move a file that cannot be loaded to ``node.json.damaged``; say why, or None.
+
+        Only the node agent does this, at start, because it can rebuild what the file
+        held from the API server; commands keep refusing a damaged file."""
+        if not self.path.exists():
+            return None
+        try:
+            self.load()
+        except StateCorruptError as err:
+            aside = self.path.with_name(self.path.name + ".damaged")
+            self.path.replace(aside)
+            return f"node state {self.path.name} was unreadable ({err}); set aside as {aside.name}"
+        return None
+
     def save(self, state: NodeState) -> None:
         """Replace the file with ``state`` in one atomic step."""
         atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n")

@@ -27,7 +27,7 @@ from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from deviceplugin.strategy import advertised_counts
-from dgxnode.agent.checkpoint import Checkpoint
+from dgxnode.agent.checkpoint import CHECKPOINT_FILE, Checkpoint
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
@@ -80,6 +80,26 @@ def open_node(state_dir: Path, name: str, kind: str) -> SimNode:
     return SimNode.create(name, kind, store)
 
 
+def open_node_files(state_dir: Path, name: str, kind: str
+                    ) -> tuple[SimNode, Checkpoint, list[str]]:
+    """The node and its device checkpoint, and what of them was damaged.
+
+    A file that cannot be read is set aside (``*.damaged``) and starts fresh; the
+    agent rebuilds what it held from the API server before admitting any pod
+    (:meth:`dgxnode.agent.pods.PodController.reconcile`)."""
+    store = NodeStore(node_dir(state_dir, name))
+    checkpoint_path = node_dir(state_dir, name) / CHECKPOINT_FILE
+    damage = [why for why in [store.set_aside_if_damaged()] if why]
+    if not store.exists() and checkpoint_path.exists():
+        damage.append(f"node state {store.path.name} was missing")
+    sim = open_node(state_dir, name, kind)
+    if not checkpoint_path.exists() and sim.state.allocations:
+        damage.append(f"device checkpoint {CHECKPOINT_FILE} was missing")
+    checkpoint = Checkpoint(checkpoint_path)
+    damage += [checkpoint.damaged] if checkpoint.damaged else []
+    return sim, checkpoint, damage
+
+
 @dataclass
 class NodeWiring:
     sim: SimNode
@@ -87,6 +107,8 @@ class NodeWiring:
     plugin: NodePlugin
     devices: DeviceManager
     controller: NodeController
+    damage: list[str]
+    """What of the node's files could not be used at start (rebuilt from the API server)."""
     follower: asyncio.Task[None] | None = None
     refresher: asyncio.Task[None] | None = None
 
@@ -136,10 +158,9 @@ def endpoint_socket(sockets: Path) -> Path:
 
 def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
               index: int = 0) -> NodeWiring:
-    sim = open_node(options.state_dir, name, options.kind)
+    sim, checkpoint, damage = open_node_files(options.state_dir, name, options.kind)
     plugin_dir = sockets / name
-    devices = DeviceManager(name, plugin_dir,
-                            Checkpoint(node_dir(options.state_dir, name) / "devices.json"))
+    devices = DeviceManager(name, plugin_dir, checkpoint)
     feed = InventoryFeed(sim.inventory())
     smi = shutil.which("nvidia-smi")
     context = AllocateContext(name, f"unix://{endpoint_socket(sockets)}", smi)
@@ -149,7 +170,7 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
         kube, sim, devices, options.strategy, options.mig_config,
         initial_labels={LEAF_SWITCH: leaf} if leaf else {},
         advertised=lambda inventory: advertised_counts(inventory, options.strategy))
-    return NodeWiring(sim, feed, plugin, devices, controller)
+    return NodeWiring(sim, feed, plugin, devices, controller, damage)
 
 
 async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) -> None:
@@ -168,7 +189,8 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     book = ActivityBook()
     gpu = system(options.kind).gpu
     agent = NodeAgent.build(kube, [w.controller for w in wirings], clock, predictor,
-                            PodActivities(book, activity_estimator(gpu)))
+                            PodActivities(book, activity_estimator(gpu)),
+                            damage={w.sim.name: w.damage for w in wirings})
     endpoint = NodeEndpoint({w.sim.name: w.sim for w in wirings}, predictor,
                             options.time_scale)
     try:

@@ -151,7 +151,7 @@ class ControlPlane:
         except ValueError as err:
             raise ControlPlaneError(f"{path} is unreadable ({err}); inspect or remove it") from err
 
-    def _save_state(self, state: ControlPlaneState) -> None:
+    def save_state(self, state: ControlPlaneState) -> None:
         atomic_write_text(self._state_path(), state.model_dump_json(indent=2))
 
     def running(self) -> ControlPlaneState | None:
@@ -230,7 +230,7 @@ class ControlPlane:
                 started.append(record)
                 state = ControlPlaneState(
                     version=KUBERNETES_VERSION, ports=ports, processes=list(started))
-                self._save_state(state)
+                self.save_state(state)
                 self._wait_ready(name, record, ports, pki)
                 self._say(f"{name} ready in {time.monotonic() - t0:.1f}s")
         except BaseException:
@@ -349,7 +349,7 @@ class ControlPlane:
         if state is None:
             raise ControlPlaneError("no control plane is running to add " + name + " to")
         record, _ = spawn(name, argv, self.logs_dir / f"{name}.log")
-        self._save_state(state.model_copy(update={"processes": [*state.processes, record]}))
+        self.save_state(state.model_copy(update={"processes": [*state.processes, record]}))
         deadline = time.monotonic() + timeout_s
         try:
             while not ready():
@@ -377,10 +377,12 @@ class ControlPlane:
         with self._client(self.pki) as client:
             for record in state.processes:
                 if not is_alive(record):
-                    report[record.name] = f"stopped (pid {record.pid})"
+                    report[record.name] = (f"stopped (pid {record.pid}), restarts "
+                                           f"{record.restarts}, unhealthy")
                     continue
                 health = self._health_of(client, record, state.ports)
-                report[record.name] = f"running (pid {record.pid}), health {health}"
+                report[record.name] = (f"running (pid {record.pid}), restarts "
+                                       f"{record.restarts}, health {health}")
         return report
 
     def down(self) -> list[str]:

@@ -29,6 +29,8 @@ class ProcessRecord(BaseModel):
     start_ticks: int
     log: Path
     argv: list[str]
+    restarts: int = 0
+    """Times the supervisor started it again after it exited."""
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -65,23 +67,23 @@ def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = No
 def stop(record: ProcessRecord, grace_s: float = 10.0) -> None:
     """SIGTERM the recorded process, then SIGKILL after ``grace_s``; reap it if it is ours."""
     if not is_alive(record):
-        _reap(record.pid)
+        reap(record.pid)
         return
     os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        _reap(record.pid)
+        reap(record.pid)
         if not is_alive(record):
             return
         time.sleep(0.1)
     if is_alive(record):
         os.kill(record.pid, signal.SIGKILL)
     while is_alive(record):
-        _reap(record.pid)
+        reap(record.pid)
         time.sleep(0.05)
 
 
-def _reap(pid: int) -> None:
+def reap(pid: int) -> None:
     """Collect the exit status when the process is our child, so no zombie stays."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

@@ -41,7 +41,8 @@ def test_up_status_env_down_leaves_no_process(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     assert str(state / "kubeconfig") in up.stdout
     try:
-        assert len(processes_mentioning(str(state))) == 5, "four components and the operator"
+        assert len(processes_mentioning(str(state))) == 6, \
+            "four components, the operator and the supervisor"
         kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
         readyz = subprocess.run([*kubectl, "get", "--raw", "/readyz"], capture_output=True,
                                 text=True, timeout=60)
@@ -53,14 +54,14 @@ def test_up_status_env_down_leaves_no_process(tmp_path: Path) -> None:
         status = dgxsim("status", "--state-dir", str(state))
         assert status.returncode == 0, status.stdout
         for component in ("etcd", "kube-apiserver", "kube-controller-manager",
-                          "kube-scheduler", "operator"):
+                          "kube-scheduler", "operator", "supervisor"):
             assert f"{component}" in status.stdout
-        assert status.stdout.count("health ok") == 5
+        assert status.stdout.count("restarts 0, health ok") == 6
 
         again = dgxsim("up", "--state-dir", str(state))
         assert again.returncode == 0
         assert "already running" in again.stdout
-        assert len(processes_mentioning(str(state))) == 5
+        assert len(processes_mentioning(str(state))) == 6
 
         env = dgxsim("env", "--state-dir", str(state))
         assert f"export KUBECONFIG={state / 'kubeconfig'}" in env.stdout
@@ -76,7 +77,7 @@ def test_up_status_env_down_leaves_no_process(tmp_path: Path) -> None:
 def test_negative_node_count_is_refused(tmp_path: Path) -> None:
     result = dgxsim("up", "--nodes", "-1", "--state-dir", str(tmp_path / "s"))
     assert result.returncode == 2
-    assert "--nodes: must be 0 or more, got -1" in result.stderr
+    assert "--nodes: must be 0 to 10000, got -1" in result.stderr
     assert processes_mentioning(str(tmp_path)) == []
 
 

@@ -270,14 +270,14 @@ async def test_a_plugin_restart_while_devices_are_held_gives_none_out_twice(
     assert others.isdisjoint(held) and len(others | held) == 8
 
 
-def test_a_truncated_checkpoint_is_an_error_and_is_kept(tmp_path: Path) -> None:
-    from dgxnode.agent.errors import CheckpointError
-
+def test_a_truncated_checkpoint_is_set_aside_and_starts_empty(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.json"
     path.write_text('{"version": "v1", "pods": {"a": ')
-    with pytest.raises(CheckpointError, match="left in place"):
-        Checkpoint(path)
-    assert path.read_text().startswith('{"version"')
+    checkpoint = Checkpoint(path)
+    assert checkpoint.pods() == []
+    assert checkpoint.damaged is not None and "set aside as checkpoint.json.damaged" in \
+        checkpoint.damaged
+    assert (tmp_path / "checkpoint.json.damaged").read_text().startswith('{"version"')
 
 
 def test_balanced_fixture_is_a_valid_layout() -> None:

@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,14 @@ def check_profile(spec: DGXJobSpec) -> None:
                           f"{', '.join(names)}", "UnknownMigProfile")
 
 
+def spec_problem(err: ValidationError) -> str:
+    """The first problem of a spec, named by the field as the resource spells it
+    (``spec.durationSeconds: Input should be ...``)."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"spec.{where}: {first['msg']}" if where else f"spec: {first['msg']}"
+
+
 def pod_body(job: JSON, spec: DGXJobSpec, placed: ReplicaPlacement, seconds: float,
              scheduler: str) -> JSON:
     meta = job["metadata"]
@@ -172,10 +180,8 @@ class JobController:
             check_profile(spec)
             guess = estimate(spec, DEFAULT_GPU)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "spec"
-            await self._fail(job, InvalidJobError(f"spec.{where}: {first['msg']}"))
-            raise InvalidJobError(f"spec.{where}: {first['msg']}") from err
+            await self._fail(job, InvalidJobError(spec_problem(err)))
+            raise InvalidJobError(spec_problem(err)) from err
         except InvalidJobError as err:
             await self._fail(job, err)
             raise
@@ -215,7 +221,7 @@ class JobController:
         jobs = await self.kube.list_jobs()
         for job in jobs:
             if job_phase(job) == "Placing":
-                await self._resume(job)
+                await self._confined(job, self._resume(job))
         jobs = await self.kube.list_jobs()
         self.metrics.jobs = dict(Counter(job_phase(j) or "New" for j in jobs))
         nodes, pods = (await self.kube.list_nodes()).items, (await self.kube.list_pods()).items
@@ -223,7 +229,8 @@ class JobController:
         leaf = self.settings.placement.leaf_label
         views = [node_view(n, by_node.get(n["metadata"]["name"], []), leaf) for n in nodes]
         waiting_jobs = {job_key(j["metadata"]["namespace"], j["metadata"]["name"]): j
-                        for j in jobs if job_phase(j) == "Pending" and job_admitted(j)}
+                        for j in jobs if job_phase(j) == "Pending" and job_admitted(j)
+                        and await self._still_valid(j)}
         leftovers = {job_key(p["metadata"]["namespace"], p["metadata"]["labels"][JOB_LABEL])
                      for p in pods if JOB_LABEL in (p["metadata"].get("labels") or {})}
         waiting = dict.fromkeys(leftovers & waiting_jobs.keys(), TERMINATING)
@@ -233,10 +240,38 @@ class JobController:
         devices = {v.name: v.device or DEFAULT_GPU for v in views}
         for result in place_jobs(requests, node_capacities(views)):
             if isinstance(result, Placement):
-                await self._commit(waiting_jobs[result.key], result, devices)
+                job = waiting_jobs[result.key]
+                if not await self._confined(job, self._commit(job, result, devices)):
+                    waiting[result.key] = "its placement failed; trying again"
             else:
                 waiting[result.key] = result.reason
         return waiting
+
+    async def _still_valid(self, job: JSON) -> bool:
+        """Whether an admitted job's spec still parses; one edited into an invalid spec
+        is marked Failed with the reason, and the others are placed without it."""
+        try:
+            DGXJobSpec.model_validate(job.get("spec") or {})
+        except ValidationError as err:
+            await self._fail(job, InvalidJobError(f"edited spec is invalid: "
+                                                  f"{spec_problem(err)}"))
+            return False
+        return True
+
+    async def _confined(self, job: JSON, step: Awaitable[None]) -> bool:
+        """Run one job's step; its failure is logged and stays with that job."""
+        meta = job["metadata"]
+        try:
+            await step
+        except (KubeError, OSError, ValidationError, InvalidJobError) as err:
+            log.warning("job %s/%s: %s; the other jobs go on", meta["namespace"],
+                        meta["name"], err)
+            if isinstance(err, ValidationError | InvalidJobError):
+                with contextlib.suppress(KubeError, OSError):
+                    await self._fail(job, err if isinstance(err, InvalidJobError) else
+                                     InvalidJobError(f"invalid: {spec_problem(err)}"))
+            return False
+        return True
 
     async def _commit(self, job: JSON, placement: Placement, devices: dict[str, str]) -> None:
         meta = job["metadata"]

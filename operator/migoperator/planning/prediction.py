@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from gpumodel.perf import WORKLOADS, PerfError, predict_job
 from migoperator.errors import InvalidJobError
-from migoperator.models import DGXJobSpec
+from migoperator.models import MAX_RUN_S, DGXJobSpec
 
 GPUS_PER_NODE = 8
 _FIELDS = {"batch": int, "seq_len": int, "seqLen": int, "framework": str, "epoch": int}
@@ -76,6 +76,9 @@ def estimate(spec: DGXJobSpec, gpu_device: str, nodes: int | None = None) -> Est
     step_s = prediction.step_time_s
     if spec.duration_seconds is not None:
         return Estimate(spec.duration_seconds, step_s, "spec.durationSeconds")
+    if step_s * spec.steps > MAX_RUN_S:
+        raise InvalidJobError(f"spec.steps: {spec.steps} steps x {step_s:.4g} s predicted is "
+                              f"more than a year ({MAX_RUN_S:.0f} s)", "InvalidWorkload")
     return Estimate(step_s * spec.steps, step_s, "performance model")
 
 

@@ -5,8 +5,14 @@ drops it when the pod ends or goes away. The file is rewritten atomically
 (write to a temporary file, fsync, rename), so a restart finds either the old
 or the new state and never a torn one; the write runs in a worker thread, so
 the fsync never stalls the event loop that serves every node, and the caller
-awaits it before the container may start. A file that cannot be parsed is an
-error, never an empty node: starting empty would hand held devices out twice.
+awaits it before the container may start.
+
+A file that cannot be parsed (emptied, truncated, overwritten) is set aside as
+``<name>.damaged`` for inspection and the checkpoint starts empty with
+:attr:`Checkpoint.damaged` saying why; the node agent then rebuilds it from
+what the API server records of the pods running on the node (their
+``dgxsim.io/devices``) before it admits any pod, so held devices are never
+handed out twice (:meth:`dgxnode.agent.pods.PodController.reconcile`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dgxnode.agent.errors import CheckpointError
 from localkube.files import atomic_write_text
+
+CHECKPOINT_FILE = "devices.json"
 
 
 class ContainerAllocation(BaseModel):
@@ -46,17 +54,21 @@ class Checkpoint:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.damaged: str | None = None
+        """Why the file on disk could not be used, if it could not (see the module doc)."""
         self._doc = self._load()
 
     def _load(self) -> _Document:
         if not self.path.exists():
             return _Document()
         try:
-            return _Document.model_validate(json.loads(self.path.read_text()))
+            return _Document.model_validate(json.loads(self.path.read_bytes()))
         except (ValueError, ValidationError) as err:
-            raise CheckpointError(
-                f"device checkpoint {self.path} is unreadable ({type(err).__name__}); "
-                "it was left in place: inspect or remove it") from err
+            aside = self.path.with_name(self.path.name + ".damaged")
+            self.path.replace(aside)
+            self.damaged = (f"device checkpoint {self.path.name} was unreadable "
+                            f"({type(err).__name__}) and was set aside as {aside.name}")
+            return _Document()
 
     async def _save(self) -> None:
         # Serialised on the loop (a snapshot), written in a thread.

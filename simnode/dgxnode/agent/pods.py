@@ -11,7 +11,10 @@ run time reads back exactly at any time scale. Devices are freed when the pod
 ends or is deleted. A pod being deleted gets its shutdown time (capped by its
 grace period) and is then removed, as the kubelet removes it. Restarting the
 agent resumes running pods where they were: their devices come back from the
-checkpoint and their clocks from the recorded start.
+checkpoint and their clocks from the recorded start. A checkpoint or node state
+that was emptied, deleted, truncated or left stale is rebuilt from the devices
+the API server records on each running pod before any pod is admitted
+(:mod:`dgxnode.agent.recovery`), with an event on the Node.
 
 Every failure is confined to its pod and ends in a visible state: a pod that
 cannot be admitted (no devices, a plugin's error, a checkpoint that cannot be
@@ -34,12 +37,20 @@ from typing import Any, Protocol, TypeVar
 from dgxnode.agent.errors import (
     AgentError,
     AnnotationError,
+    CheckpointError,
     DeviceAllocationError,
     PodRejectedError,
 )
 from dgxnode.agent.kube import Kube, now_rfc3339
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.objects import rejected_status, running_status, terminated_status
+from dgxnode.agent.recovery import (
+    Rebuild,
+    UnreconciledError,
+    reconcile_pod,
+    recorded_devices,
+    split_by_container,
+)
 from dgxnode.agent.workload import PREDICTED, RunPlan, StepPredictor, run_plan, shutdown_seconds
 from dgxnode.clock import Clock, RealtimeClock
 from dgxnode.errors import SimnodeError
@@ -47,6 +58,7 @@ from dgxnode.node import SimNode
 from gpumodel.vocabulary import (
     DEVICES_ANNOTATION,
     ENV_ANNOTATION_PREFIX,
+    MIG_RESOURCE_PREFIX,
     SIM_FINISHED_ANNOTATION,
     SIM_STARTED_ANNOTATION,
 )
@@ -61,20 +73,49 @@ ADMISSION_ERROR = "UnexpectedAdmissionError"
 INVALID_WORKLOAD = "InvalidWorkload"
 AGENT_ERROR = "NodeAgentError"
 """A pod the node could not start or finish because an API call kept failing."""
+REBUILT = "DeviceRecordsRebuilt"
+"""Event reason on a Node whose checkpoint or state was rebuilt from the API server."""
+NOT_RECONCILED = "DeviceRecordsNotReconciled"
 API_ATTEMPTS = 4
 API_RETRY_S = 0.25
 
 
 def device_requests(pod: JSON) -> dict[str, dict[str, int]]:
-    """container -> {extended resource: count} for the resources device plugins serve."""
+    """container -> {extended resource: count} for the resources device plugins serve.
+
+    A request the node can never satisfy is refused here, before any device is
+    touched, as the kubelet's admission refuses it (:class:`PodRejectedError`
+    with ``UnexpectedAdmissionError``): a count that is not a whole number of at
+    least one (``nvidia.com/gpu: 0``), or more than one MIG device of a profile in
+    one container, which NVIDIA's device plugin never gives.
+    """
     wanted: dict[str, dict[str, int]] = {}
     for container in pod["spec"].get("containers", []):
         resources = container.get("resources") or {}
         asked = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
-        devices = {k: int(v) for k, v in asked.items() if k.startswith(DEVICE_PREFIX)}
+        devices = {k: _device_count(container["name"], k, v) for k, v in asked.items()
+                   if k.startswith(DEVICE_PREFIX)}
         if devices:
             wanted[container["name"]] = devices
     return wanted
+
+
+def _device_count(container: str, resource: str, quantity: object) -> int:
+    def refuse(why: str) -> PodRejectedError:
+        return PodRejectedError(ADMISSION_ERROR, f"container {container} asks "
+                                f"{resource}: {quantity}: {why}")
+
+    try:
+        count = int(str(quantity))
+    except ValueError:
+        raise refuse("a device count must be a whole number") from None
+    if count < 1:
+        raise refuse("a device request must be at least 1 (leave the resource out to ask "
+                     "for none)")
+    if resource.startswith(MIG_RESOURCE_PREFIX) and count > 1:
+        raise refuse("NVIDIA's device plugin gives one MIG device per container and "
+                     "resource; ask for one in each of several containers")
+    return count
 
 
 def _parse_time(text: str | None) -> float | None:
@@ -115,6 +156,8 @@ class NodePods:
 
     sim: SimNode
     devices: DeviceManager
+    damage: list[str] = field(default_factory=list)
+    """What of the node's files could not be used at start (see :meth:`reconcile`)."""
 
 
 class PodTelemetry(Protocol):
@@ -138,6 +181,8 @@ class PodController:
     finished: set[str] = field(default_factory=set)
     where: dict[str, str] = field(default_factory=dict)
     """pod uid -> node name, for pods that hold (or may hold) devices."""
+    untouched: set[str] = field(default_factory=set)
+    """Running pods whose recorded devices the node could not reconcile: left alone."""
     admitted: int = 0
     completed: int = 0
     failed: int = 0
@@ -172,7 +217,7 @@ class PodController:
             await self._release(uid)
             self.finished.add(uid)
             return
-        if uid not in self.running and uid not in self.finished:
+        if uid not in self.running and uid not in self.finished and uid not in self.untouched:
             self.where[uid] = node
             self.running[uid] = asyncio.create_task(self._run(pod), name=f"pod {uid}")
 
@@ -206,8 +251,9 @@ class PodController:
         meta = pod["metadata"]
         status = pod.get("status") or {}
         node = self.nodes[pod["spec"]["nodeName"]]
+        requests = device_requests(pod)
         try:
-            devices = await self._admit(pod, node)
+            devices = await self._admit(pod, node, requests)
         except (DeviceAllocationError, SimnodeError, AgentError) as err:
             raise PodRejectedError(ADMISSION_ERROR, f"Allocate failed due to {err}, which is "
                                              "unexpected") from err
@@ -269,7 +315,8 @@ class PodController:
                 await asyncio.sleep(API_RETRY_S * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _admit(self, pod: JSON, node: NodePods) -> dict[str, tuple[str, ...]]:
+    async def _admit(self, pod: JSON, node: NodePods, requests: dict[str, dict[str, int]]
+                     ) -> dict[str, tuple[str, ...]]:
         """Allocate every container's devices; all or nothing.
 
         Returns resource -> device IDs; the Allocate answers stay in the checkpoint.
@@ -278,7 +325,7 @@ class PodController:
         uid = meta["uid"]
         held: dict[str, tuple[str, ...]] = {}
         try:
-            for container, wanted in device_requests(pod).items():
+            for container, wanted in requests.items():
                 owner = f"{meta['namespace']}/{meta['name']}/{container}"
                 for resource, count in wanted.items():
                     alloc = await node.devices.allocate(uid, container, resource, count)
@@ -373,15 +420,47 @@ class PodController:
         self.finished.discard(uid)
 
     async def reconcile(self, live_pods: list[JSON]) -> None:
-        """After a restart: free devices of pods that are gone or finished."""
-        alive = {p["metadata"]["uid"] for p in live_pods
-                 if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")}
-        for node in self.nodes.values():
+        """At start, before any pod is admitted: line each node's checkpoint and state up
+        with the pods the API server says hold its devices (:mod:`dgxnode.agent.recovery`),
+        free what pods that are gone or finished held, and report on the Node."""
+        alive = [p for p in live_pods
+                 if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        for name, node in self.nodes.items():
+            on_node = [p for p in alive if p["spec"].get("nodeName") == name]
+            report = Rebuild(name, damage=list(node.damage))
+            uids = {p["metadata"]["uid"] for p in on_node}
             for uid in node.devices.checkpoint.pods():
-                if uid not in alive:
+                if uid not in uids:
                     await self._release(uid)
-            owners = {f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-                      for p in live_pods if p["metadata"]["uid"] in alive}
+            for pod in on_node:
+                await self._reconcile_pod(node, pod, report)
+            owners = {f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in on_node}
             for device_id, owner in list(node.sim.state.allocations.items()):
                 if owner.rsplit("/", 1)[0] not in owners:
-                    node.sim.release(device_id)
+                    await asyncio.to_thread(node.sim.release, device_id)
+            self.untouched |= report.untouched
+            await self._report(name, report)
+
+    async def _reconcile_pod(self, node: NodePods, pod: JSON, report: Rebuild) -> None:
+        try:
+            recorded = recorded_devices(pod)
+            if recorded is None:
+                return
+            await reconcile_pod(node, pod, split_by_container(device_requests(pod), recorded),
+                                report)
+        except (UnreconciledError, PodRejectedError, CheckpointError) as err:
+            meta = pod["metadata"]
+            report.unreconciled.append(f"{meta['namespace']}/{meta['name']}: {err}")
+            report.untouched.add(meta["uid"])
+
+    async def _report(self, node: str, report: Rebuild) -> None:
+        involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+        rebuilt = report.rebuilt_message()
+        if rebuilt:
+            log.warning("node %s: %s", node, rebuilt)
+            await self.kube.event(involved, REBUILT, rebuilt, "Warning", host=node)
+        if report.unreconciled:
+            message = ("left untouched, the records disagree: "
+                       + "; ".join(report.unreconciled))
+            log.error("node %s: %s", node, message)
+            await self.kube.event(involved, NOT_RECONCILED, message, "Warning", host=node)

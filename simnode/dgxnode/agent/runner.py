@@ -52,11 +52,15 @@ class NodeAgent:
 
     @classmethod
     def build(cls, kube: Kube, controllers: list[NodeController], clock: Clock,
-              predictor: Any = None, telemetry: PodTelemetry | None = None) -> NodeAgent:
-        """The kubelet-less agent: nodes, their status and their pods."""
+              predictor: Any = None, telemetry: PodTelemetry | None = None,
+              damage: dict[str, list[str]] | None = None) -> NodeAgent:
+        """The kubelet-less agent: nodes, their status and their pods; ``damage`` says
+        which of each node's files could not be used at start (see :meth:`start`)."""
         table = {c.name: c for c in controllers}
-        pods = PodController(kube, {c.name: NodePods(c.sim, c.devices) for c in controllers
-                                    if c.devices is not None},
+        damage = damage or {}
+        pods = PodController(kube, {c.name: NodePods(c.sim, c.devices,
+                                                     list(damage.get(c.name, ())))
+                                    for c in controllers if c.devices is not None},
                              clock=clock, predictor=predictor, telemetry=telemetry)
         return cls(kube, table, pods)
 

@@ -6,10 +6,16 @@
   model and its parameters (``{"workload": "resnet50-train", "precision":
   "fp16", "batch": 256, "steps": 1000}``); the model predicts the step time on
   the devices the pod was given and the pod runs ``steps`` of them.
+* ``dgxsim.io/shutdown-seconds``: how long the simulated process takes to exit
+  after SIGTERM (capped by the pod's grace period).
 
-A pod with neither runs until it is deleted, like a service. A malformed
-annotation is an :class:`AnnotationError` that names the annotation and what
-is wrong; the agent reports it on the pod and fails it.
+Every number is checked for finiteness and a sane range (a run of at most a
+year, steps up to 10^9, batch and sequence up to 2^20, workload parameters as
+the performance model bounds them), so ``NaN``, ``1e308`` or ``"inf"`` is
+refused at admission rather than run. A pod with neither duration nor workload
+runs until it is deleted, like a service. A malformed annotation is an
+:class:`AnnotationError` that names the annotation and what is wrong; the
+agent reports it on the pod and fails it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ MAX_RUN_S = 366 * 86400.0
 """The longest simulated run a pod may ask for or be predicted (a year): longer is
 a typo or an overflow, and would hold its devices for good."""
 MAX_STEPS = 10**9
+MAX_SHUTDOWN_S = 86400.0
+"""A process that takes longer than a day to exit after SIGTERM is a typo."""
+MAX_SIZE = 2**20
+"""Batch and sequence length: more than any GPU's memory holds."""
 
 
 class WorkloadSpec(BaseModel):
@@ -50,8 +60,8 @@ class WorkloadSpec(BaseModel):
     workload: str = Field(min_length=1)
     steps: int = Field(default=100, ge=1, le=MAX_STEPS)
     precision: str = "fp16"
-    batch: int | None = Field(default=None, ge=1)
-    seq_len: int | None = Field(default=None, ge=1)
+    batch: int | None = Field(default=None, ge=1, le=MAX_SIZE)
+    seq_len: int | None = Field(default=None, ge=1, le=MAX_SIZE)
     sparse: bool = False
     framework: str | None = None
     params: dict[str, float | int | str] = {}
@@ -103,7 +113,10 @@ def parse_workload(text: str) -> WorkloadSpec:
 
 def run_plan(annotations: Mapping[str, str], devices: Mapping[str, tuple[str, ...]],
              predictor: StepPredictor | None) -> RunPlan:
-    """The pod's run time from its annotations (see the module doc)."""
+    """The pod's run time from its annotations (see the module doc); every ``dgxsim.io``
+    annotation is checked here, at admission, so a pod never fails later for one."""
+    if SHUTDOWN in annotations:
+        parse_shutdown(annotations[SHUTDOWN])
     if DURATION in annotations:
         seconds = parse_duration(annotations[DURATION])
         return RunPlan(duration_s=seconds, reason=f"{DURATION}={annotations[DURATION]}")
@@ -121,14 +134,20 @@ def run_plan(annotations: Mapping[str, str], devices: Mapping[str, tuple[str, ..
     return RunPlan(duration_s=None, reason="no dgxsim.io/duration or workload: runs until deleted")
 
 
+def parse_shutdown(text: str) -> float:
+    """``dgxsim.io/shutdown-seconds``: a finite number of seconds, 0 to a day."""
+    try:
+        wanted = float(text)
+    except ValueError:
+        raise AnnotationError(f"{SHUTDOWN}: {text!r} is not a number of seconds") from None
+    if not (math.isfinite(wanted) and 0 <= wanted <= MAX_SHUTDOWN_S):
+        raise AnnotationError(f"{SHUTDOWN}: {text!r} must be a finite number of seconds from "
+                              f"0 to {MAX_SHUTDOWN_S:.0f}")
+    return wanted
+
+
 def shutdown_seconds(annotations: Mapping[str, str], grace_s: float) -> float:
     """How long the simulated process takes to exit after SIGTERM, capped by the grace period."""
     if SHUTDOWN not in annotations:
         return 0.0
-    try:
-        wanted = float(annotations[SHUTDOWN])
-    except ValueError:
-        raise AnnotationError(f"{SHUTDOWN}: {annotations[SHUTDOWN]!r} is not a number") from None
-    if math.isnan(wanted):
-        raise AnnotationError(f"{SHUTDOWN}: {annotations[SHUTDOWN]!r} is not a number")
-    return max(0.0, min(wanted, grace_s))
+    return max(0.0, min(parse_shutdown(annotations[SHUTDOWN]), grace_s))

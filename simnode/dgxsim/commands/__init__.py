@@ -9,6 +9,7 @@ performance model, matplotlib) is imported inside the function that runs it.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
@@ -111,15 +112,56 @@ def node_state_dir(state_dir: Path, node: str | None) -> Path:
     return node_dir(state_dir, names[0])
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0 with a clear message otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+MAX_NODES = 10_000
+"""The most simulated nodes one command starts or one prediction spans: a DGX SuperPOD
+is 140 nodes, the largest clusters a few thousand; more is a typo."""
+MAX_TIME_SCALE = 1e6
+"""Simulated seconds per wall second: a year passes in half a minute at this scale."""
+MAX_WAIT_S = 366 * 86400.0
+"""The longest a command waits (a year)."""
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: a whole number in [low, high]; argparse names the flag on error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {value}")
+        return value
+
+    parse.__name__ = f"int {low}..{high}"
+    return parse
+
+
+def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in [low, high] (``(low, high]`` with ``low_open``);
+    ``nan``, ``inf`` and ``1e400`` are refused with the range."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above = value > low if low_open else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bound = "more than" if low_open else "at least"
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {bound} {low:g} and at most {high:g}, got {text}")
+        return value
+
+    parse.__name__ = f"number {low:g}..{high:g}"
+    return parse
+
+
+non_negative_int = int_in(0, 2**31 - 1)
+"""argparse type: an integer >= 0 with a clear message otherwise."""
+port_number = int_in(0, 65535)
+"""argparse type: a TCP port, 0 for any free one."""
+node_count = int_in(0, MAX_NODES)
+positive_time_scale = float_in(0.0, MAX_TIME_SCALE, low_open=True)
+wait_seconds = float_in(0.0, MAX_WAIT_S)
 
 
 def pyplot() -> Any:

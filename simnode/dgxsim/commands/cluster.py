@@ -10,7 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dgxsim.commands import CommandError, add_state_dir, non_negative_int, state_dir_of
+from dgxsim.commands import (
+    CommandError,
+    add_state_dir,
+    node_count,
+    port_number,
+    positive_time_scale,
+    state_dir_of,
+)
 from gpumodel.vocabulary import (
     DEFAULT_MIG_STRATEGY,
     DEFAULT_NODE_KIND,
@@ -32,9 +39,9 @@ OPERATOR = "operator"
 def register(sub: Any) -> None:
     up = sub.add_parser("up", help="start the local control plane (kubelet-less mode)")
     add_state_dir(up)
-    up.add_argument("--nodes", type=non_negative_int, default=0, metavar="N",
+    up.add_argument("--nodes", type=node_count, default=0, metavar="N",
                     help="simulated DGX nodes to start (default 0)")
-    up.add_argument("--apiserver-port", type=non_negative_int, default=0, metavar="PORT",
+    up.add_argument("--apiserver-port", type=port_number, default=0, metavar="PORT",
                     help="kube-apiserver port on 127.0.0.1 (default: a free port)")
     add_node_options(up)
     up.add_argument("--no-operator", action="store_true",
@@ -53,15 +60,20 @@ def register(sub: Any) -> None:
     add_state_dir(env)
     env.set_defaults(func=cmd_env)
 
+    supervise = sub.add_parser("supervise", help="restart the components `up` started when "
+                                                  "they exit (started by `up`)")
+    add_state_dir(supervise)
+    supervise.set_defaults(func=cmd_supervise)
+
     agent = sub.add_parser("agent", help="run the node agent: N simulated nodes with their "
                                          "device plugins, playing the kubelet (used by `up`)")
     add_state_dir(agent)
     agent.add_argument("--kubeconfig", type=Path, required=True, metavar="PATH")
-    agent.add_argument("--nodes", type=non_negative_int, required=True, metavar="N")
+    agent.add_argument("--nodes", type=node_count, required=True, metavar="N")
     add_node_options(agent)
     agent.add_argument("--name-prefix", default="dgx", metavar="PREFIX",
                        help="nodes are named PREFIX-0 .. PREFIX-(N-1) (default dgx)")
-    agent.add_argument("--metrics-port", type=non_negative_int, default=None, metavar="PORT",
+    agent.add_argument("--metrics-port", type=port_number, default=None, metavar="PORT",
                        help="serve every node's DCGM metrics on 127.0.0.1:PORT/metrics "
                             "(0: any free port)")
     agent.add_argument("--log-level", default="INFO",
@@ -73,16 +85,6 @@ def _say(message: str) -> None:
     print(f"[dgxsim] {message}", flush=True)
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``up`` and ``agent``: what the simulated nodes are."""
     parser.add_argument("--kind", choices=NODE_KINDS, default=DEFAULT_NODE_KIND,
@@ -92,7 +94,7 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
                              "(default mixed)")
     parser.add_argument("--mig-config", metavar="NAME", default=None,
                         help="label new nodes nvidia.com/mig.config=NAME (e.g. all-balanced)")
-    parser.add_argument("--time-scale", type=positive_float, default=1.0, metavar="X",
+    parser.add_argument("--time-scale", type=positive_time_scale, default=1.0, metavar="X",
                         help="simulated seconds per wall-clock second (default 1)")
 
 
@@ -233,10 +235,35 @@ def cmd_up(args: argparse.Namespace) -> int:
         _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
     if not args.no_operator:
         _start_operator(plane, ports[OPERATOR])
+    _start_supervisor(plane)
     print(f"\nkubeconfig: {plane.kubeconfig}\n")
     print("Use it with:")
     print(f"  eval \"$(dgxsim env --state-dir {shlex.quote(str(plane.state_dir))})\"")
     print("  kubectl get --raw /readyz")
+    return 0
+
+
+def _start_supervisor(plane: ControlPlane) -> None:
+    """Last of all, so it finds every component recorded; ``down`` stops it first."""
+    from localkube import ControlPlaneError
+    from localkube.supervisor import SUPERVISOR
+
+    argv = [sys.executable, "-m", "dgxsim", "supervise", "--state-dir", str(plane.state_dir)]
+    try:
+        plane.start_extra(SUPERVISOR, argv, lambda: True)
+    except ControlPlaneError as err:
+        raise CommandError(str(err)) from err
+    _say("supervisor started: components that exit are restarted")
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    import logging
+
+    from localkube import ControlPlane
+    from localkube.supervisor import Supervisor
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Supervisor(ControlPlane(state_dir_of(args))).run()
     return 0
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dgxsim.commands import CommandError, add_state_dir, state_dir_of
+from dgxsim.commands import CommandError, add_state_dir, state_dir_of, wait_seconds
 from dgxsim.commands.node import open_node
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     apply.add_argument("--wait", action="store_true",
                        help="if allocations block some GPUs, apply the rest and wait for them")
-    apply.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
+    apply.add_argument("--timeout", type=wait_seconds, default=0.0, metavar="SECONDS",
                        help="with --wait: give up after this long (default: wait forever)")
     apply.set_defaults(func=cmd_apply)
 
@@ -74,9 +74,12 @@ def load_config(path: Path | None) -> MigPartedConfig:
     if path is None:
         return default_mig_configs()
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise CommandError(f"cannot read {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise CommandError(f"{path}: not a mig-parted config: byte {err.start} is not UTF-8 "
+                           "text (is it a binary file?)") from err
     try:
         return parse_mig_parted_config(text, str(path))
     except GpuModelError as err:

@@ -17,7 +17,8 @@ from dgxsim.commands import (
     add_namespace,
     add_state_dir,
     namespace_of,
-    non_negative_int,
+    port_number,
+    positive_time_scale,
     state_dir_of,
 )
 from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, MIG_STRATEGIES, NODE_KINDS
@@ -71,11 +72,11 @@ def register(sub: Any) -> None:
     run.add_argument("--mig-strategy", choices=MIG_STRATEGIES, default=DEFAULT_MIG_STRATEGY)
     run.add_argument("--device-plugin-dir", type=Path,
                      default=Path("/var/lib/kubelet/device-plugins"), metavar="DIR")
-    run.add_argument("--time-scale", type=float, default=1.0, metavar="X")
+    run.add_argument("--time-scale", type=positive_time_scale, default=1.0, metavar="X")
     run.add_argument("--kubeconfig", type=Path, default=None,
                      help="default: the pod's in-cluster service account")
     add_namespace(run, "the mig-parted ConfigMap")
-    run.add_argument("--metrics-port", type=non_negative_int, default=None, metavar="PORT",
+    run.add_argument("--metrics-port", type=port_number, default=None, metavar="PORT",
                      help="serve the node's DCGM metrics at PORT/metrics (0: any free port)")
     run.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                      help="address the metrics bind to (a pod: 0.0.0.0)")
@@ -88,8 +89,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from dgxsim.kindmode import NodeRunOptions, run_node
 
-    if not args.time_scale > 0:
-        raise CommandError(f"--time-scale must be positive, got {args.time_scale}")
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_node(NodeRunOptions(
         node=args.node_name, state_dir=state_dir_of(args), kind=args.kind,

@@ -31,6 +31,15 @@ from gpumodel.perf.training import gradient_sync, straggler_factor
 from gpumodel.perf.workloads import WORKLOADS, Context, StepPlan
 
 ParamValue = float | int | str
+MAX_NODES = 10_000
+"""Nodes one job spans: the largest DGX clusters are a few thousand nodes."""
+MAX_DEVICES_PER_NODE = 8 * 7
+"""GPUs or MIG slices of one node (8 A100s of 7 slices); the system's own count is checked
+when the request is predicted."""
+MAX_BATCH = 2**20
+"""Samples per GPU per micro-step: more does not fit in any GPU's memory."""
+MAX_SEQ_LEN = 2**20
+MAX_EPOCH = 10_000
 Metric = Literal["samples_per_s", "latency_ms", "tflops", "bandwidth_GBps", "busbw_GBps"]
 
 
@@ -43,15 +52,16 @@ class PerfRequest(_Frozen):
 
     workload: str
     gpu: str
-    gpus_per_node: int = Field(default=1, ge=1)
-    nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int = Field(default=1, ge=1, le=MAX_DEVICES_PER_NODE)
+    nodes: int = Field(default=1, ge=1, le=MAX_NODES)
     mig_profile: str | None = None
     precision: str = "fp16"
     sparse: bool = False
-    batch: int | None = Field(default=None, ge=1, description="per GPU (micro-batch)")
-    seq_len: int | None = Field(default=None, ge=1)
+    batch: int | None = Field(default=None, ge=1, le=MAX_BATCH,
+                              description="per GPU (micro-batch)")
+    seq_len: int | None = Field(default=None, ge=1, le=MAX_SEQ_LEN)
     framework: str | None = None
-    epoch: int = Field(default=2, ge=1, description="1 reads from network storage")
+    epoch: int = Field(default=2, ge=1, le=MAX_EPOCH, description="1 reads from network storage")
     params: tuple[tuple[str, ParamValue], ...] = ()
 
 
@@ -139,6 +149,11 @@ def predict_with(request: PerfRequest, c: PerfConstants) -> Prediction:
                   framework=framework, fuses=c.framework(framework).fuses,
                   sparse=request.sparse, params=dict(request.params))
     plan = entry.build(ctx)
+    if "storage_gb_per_s" in ctx.params:
+        ctx.read.add("storage_gb_per_s")
+    if ctx.unknown():
+        raise PerfError(f"parameter {', '.join(ctx.unknown())} is not one of "
+                        f"{request.workload}'s (it reads: {', '.join(sorted(ctx.read)) or 'none'})")
     if request.sparse and not eng.supports_sparse(ctx.precision.math_dtype):
         raise PerfError(f"{request.gpu} has no 2:4 sparse {request.precision} math")
     if request.mig_profile and plan.kind in ("training", "collective") and ctx.gpus > 1:

@@ -55,6 +55,12 @@ class Context:
     """The framework is an inference engine that builds the fused graph."""
     sparse: bool
     params: Mapping[str, ParamValue]
+    read: set[str] = field(default_factory=set)
+    """The parameter names the workload asked for: any other given is unknown to it."""
+
+    def unknown(self) -> list[str]:
+        """Parameters given that the workload never asked for (typos, other workloads')."""
+        return sorted(set(self.params) - self.read)
 
     @property
     def gpus(self) -> int:
@@ -63,6 +69,7 @@ class Context:
     def number(self, name: str, default: float, minimum: float = 0.0,
                maximum: float = MAX_PARAMETER) -> float:
         """A numeric parameter; PerfError unless it is finite and within [minimum, maximum]."""
+        self.read.add(name)
         value = self.params.get(name, default)
         try:
             number = float(value)
@@ -83,6 +90,7 @@ class Context:
         return int(value)
 
     def text(self, name: str, default: str) -> str:
+        self.read.add(name)
         return str(self.params.get(name, default))
 
 

@@ -1,0 +1,156 @@
+"""Rebuilding a node's device records from the API server when its files were lost.
+
+A node keeps two records of who holds which device: the device checkpoint (the
+kubelet's, ``devices.json``) and the node state (``node.json``, which MIG
+reconfiguration and ``nvidia-smi`` read). Either can be emptied, deleted,
+truncated or left stale while pods run. The API server keeps a third record
+that survives the node: every pod the agent started carries the devices it was
+given in ``dgxsim.io/devices``. At start the agent compares the three for each
+pod that is bound to the node and not finished:
+
+* a pod missing from the checkpoint gets its recorded devices back, split among
+  its containers in the order the agent allocated them, unless another pod's
+  entry holds one of them;
+* a device missing from the node state is allocated again to the pod's
+  container, unless the node state gives it to someone else or the device does
+  not exist (a MIG layout that was lost with the file);
+* anything that disagrees is not guessed at: the pod is left untouched (it
+  keeps running, the agent neither restarts nor frees it) and the disagreement
+  is reported.
+
+What was rebuilt and what could not be reconciled is reported as events on the
+Node, so an operator sees that a file was lost and what it held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dgxnode.agent.checkpoint import CHECKPOINT_FILE, ContainerAllocation
+from dgxnode.agent.errors import AgentError
+from dgxnode.errors import SimnodeError
+from dgxnode.store import STATE_FILE
+from gpumodel.vocabulary import DEVICES_ANNOTATION
+
+if TYPE_CHECKING:
+    from dgxnode.agent.pods import NodePods
+
+JSON = dict[str, Any]
+PerContainer = dict[str, dict[str, tuple[str, ...]]]
+
+
+class UnreconciledError(AgentError):
+    """A pod's recorded devices disagree with what the node holds; the message says how."""
+
+
+@dataclass
+class Rebuild:
+    """What reconciling one node found: rebuilt entries and disagreements."""
+
+    node: str
+    damage: list[str] = field(default_factory=list)
+    checkpoint: list[str] = field(default_factory=list)
+    state: list[str] = field(default_factory=list)
+    unreconciled: list[str] = field(default_factory=list)
+    untouched: set[str] = field(default_factory=set)
+    """Uids of pods left as they are because their records disagree."""
+
+    def rebuilt_message(self) -> str | None:
+        if not (self.damage or self.checkpoint or self.state):
+            return None
+        parts = list(self.damage)
+        if self.checkpoint:
+            parts.append(f"device checkpoint ({CHECKPOINT_FILE}) rebuilt from the API server "
+                         "for " + "; ".join(self.checkpoint))
+        if self.state:
+            parts.append(f"node state ({STATE_FILE}) allocations restored from the API server "
+                         "for " + "; ".join(self.state))
+        if not (self.checkpoint or self.state):
+            parts.append("no running pod held devices on this node")
+        return ". ".join(parts)
+
+
+def recorded_devices(pod: JSON) -> dict[str, tuple[str, ...]] | None:
+    """resource -> device IDs from the pod's ``dgxsim.io/devices`` annotation, or None."""
+    text = ((pod.get("metadata") or {}).get("annotations") or {}).get(DEVICES_ANNOTATION)
+    if text is None or text.strip() in ("", "none"):
+        return None
+    devices: dict[str, tuple[str, ...]] = {}
+    for part in text.split(";"):
+        resource, sep, ids = part.strip().partition(": ")
+        if not sep:
+            raise UnreconciledError(f"{DEVICES_ANNOTATION} {text!r} is malformed")
+        devices[resource] = devices.get(resource, ()) + tuple(
+            i.strip() for i in ids.split(",") if i.strip())
+    return devices
+
+
+def split_by_container(requests: dict[str, dict[str, int]],
+                       recorded: dict[str, tuple[str, ...]]) -> PerContainer:
+    """The recorded devices per container, in the order the agent allocated them."""
+    left = {r: list(ids) for r, ids in recorded.items()}
+    out: PerContainer = {}
+    for container, wanted in requests.items():
+        for resource, count in wanted.items():
+            taken, left[resource] = (left.get(resource, [])[:count],
+                                     left.get(resource, [])[count:])
+            if len(taken) != count:
+                raise UnreconciledError(f"{container} asks {count} {resource} but "
+                                        f"{DEVICES_ANNOTATION} records {len(taken)}")
+            out.setdefault(container, {})[resource] = tuple(taken)
+    if any(left.values()):
+        raise UnreconciledError(f"{DEVICES_ANNOTATION} records more devices than asked")
+    return out
+
+
+async def reconcile_pod(node: NodePods, pod: JSON, per_container: PerContainer,
+                        report: Rebuild) -> None:
+    """Bring the checkpoint and the node state in line with one pod's recorded devices."""
+    meta = pod["metadata"]
+    uid, who = meta["uid"], f"{meta['namespace']}/{meta['name']}"
+    checkpoint = node.devices.checkpoint
+    held = {(c, r): a.device_ids for c, per in checkpoint.pod(uid).items()
+            for r, a in per.items()}
+    wanted = {(c, r): ids for c, per in per_container.items() for r, ids in per.items()}
+    if held and held != wanted:
+        raise UnreconciledError(f"{who}: the checkpoint holds {_ids(held)}, the API server "
+                                f"records {_ids(wanted)}")
+    if not held:
+        holders = checkpoint.holders()
+        clash = sorted(d for ids in wanted.values() for d in ids if d in holders)
+        if clash:
+            raise UnreconciledError(f"{who}: {', '.join(clash)} held by another pod in the "
+                                    "checkpoint")
+        for (container, resource), ids in wanted.items():
+            await checkpoint.record(uid, container, ContainerAllocation(
+                resource=resource, device_ids=ids,
+                envs={"NVIDIA_VISIBLE_DEVICES": ",".join(ids)}))
+        report.checkpoint.append(f"{who} ({_ids(wanted)})")
+    await _restore_state(node, who, wanted, report)
+
+
+async def _restore_state(node: NodePods, who: str,
+                         wanted: dict[tuple[str, str], tuple[str, ...]],
+                         report: Rebuild) -> None:
+    restored = []
+    for (container, _), ids in wanted.items():
+        owner = f"{who}/{container}"
+        for device_id in ids:
+            current = node.sim.state.allocations.get(device_id)
+            if current == owner:
+                continue
+            if current is not None:
+                raise UnreconciledError(f"{who}: the node state gives {device_id} to {current}")
+            try:
+                await asyncio.to_thread(node.sim.allocate, device_id, owner)
+            except SimnodeError as err:
+                raise UnreconciledError(f"{who}: {err}") from err
+            restored.append(device_id)
+    if restored:
+        report.state.append(f"{who} ({', '.join(restored)})")
+
+
+def _ids(entries: dict[tuple[str, str], tuple[str, ...]]) -> str:
+    return ", ".join(d for ids in entries.values() for d in ids) or "nothing"
