@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -228,8 +228,12 @@ def read_samples(out_dir: Path) -> list[Sample]:
 
 
 def read_outcomes(out_dir: Path) -> list[PodOutcome]:
+    """``pods.csv`` back as rows (an empty cell of a field that may be None is None)."""
+    optional = {name for name, info in PodOutcome.model_fields.items()
+                if type(None) in get_args(info.annotation)}
     with (out_dir / PODS_CSV).open(newline="", encoding="utf-8") as f:
-        return [PodOutcome.model_validate({k: (v if v != "" else None) for k, v in row.items()})
+        return [PodOutcome.model_validate(
+                    {k: None if k in optional and v == "" else v for k, v in row.items()})
                 for row in csv.DictReader(f)]
 
 
