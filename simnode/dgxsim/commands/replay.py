@@ -13,7 +13,6 @@ are in the ``--help`` epilog and :mod:`dgxsim.replay.plan`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +153,8 @@ def _say(line: str) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
     from dgxsim.replay.driver import ReplayError
     from dgxsim.replay.report import summarize, write_report
     from kubewire import KubeError
