@@ -36,7 +36,7 @@ def draw_timeline(plt: Any, samples: Sequence[Sample], title: str, path: Path) -
     slices.plot(t, [s.fragmented_slices for s in samples], color="tab:red",
                 label="fragmented (no pending request fits)")
     slices.set_ylabel("MIG slices")
-    slices.legend(loc="upper right", fontsize=8)
+    slices.legend(loc="best", fontsize=8)
     pending.step(t, [s.pending for s in samples], where="post", color="tab:purple")
     pending.set_ylabel("pending pods")
     pending.set_xlabel("simulated minutes since the replay began")
