@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from dgxsim.clusterfile import ClusterSettings
     from dgxsim.replay.driver import ReplayOptions, ReplayResult
     from dgxsim.replay.plan import PlannedPod
+    from dgxsim.replay.trace import Trace
 
 DEFAULT_STATIC_CONFIG = "all-balanced"
 RULES = """\
@@ -96,19 +97,28 @@ def _cluster(state_dir: Path) -> tuple[Path, ClusterSettings]:
     return plane.kubeconfig, settings
 
 
-def _plan(args: argparse.Namespace, settings: ClusterSettings) -> tuple[list[PlannedPod], int]:
-    from dgxsim.replay.plan import MigRule, plan_pods
+def _load(args: argparse.Namespace) -> Trace:
+    """The trace, read before the cluster is: a bad file is refused without one."""
     from dgxsim.replay.trace import TraceError, load_trace
-    from gpumodel.mig import profile_table
-    from gpumodel.systems import system
 
     if not args.speed > 0:
         raise CommandError(f"--speed must be positive, got {args.speed}")
     try:
-        trace = load_trace(args.trace, skip_bad_rows=args.skip_bad_rows)
+        return load_trace(args.trace, skip_bad_rows=args.skip_bad_rows)
+    except TraceError as err:
+        raise CommandError(str(err)) from err
+
+
+def _plan(args: argparse.Namespace, trace: Trace, settings: ClusterSettings
+          ) -> tuple[list[PlannedPod], int]:
+    from dgxsim.replay.plan import MigRule, plan_pods
+    from gpumodel.mig import profile_table
+    from gpumodel.systems import system
+
+    try:
         rule = MigRule.of(profile_table(system(settings.kind).gpu))
         pods = plan_pods(trace.lines, rule, args.speed)
-    except (TraceError, ValueError) as err:
+    except ValueError as err:
         raise CommandError(str(err)) from err
     if not any(not p.skipped for p in pods):
         raise CommandError(f"{args.trace}: no pod asks for a GPU: nothing to replay")
@@ -139,7 +149,7 @@ async def _run(kubeconfig: Path, settings: ClusterSettings, state_dir: Path,
     try:
         await apply_policy(kube, options.policy, options.mig_config,
                            options.prepare_timeout_s, _say)
-        await ensure_namespace(kube, options.namespace, options.label)
+        await ensure_namespace(kube, options.namespace)
         replayer = Replayer(kube, persistent_clock(state_dir, settings.time_scale), pods,
                             options, gpus_per_node=spec.gpu_count,
                             slices_per_gpu=profile_table(spec.gpu).compute_slices, say=_say)
@@ -160,8 +170,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from kubewire import KubeError
 
     state_dir = state_dir_of(args)
+    trace = _load(args)
     kubeconfig, settings = _cluster(state_dir)
-    pods, skipped_rows = _plan(args, settings)
+    pods, skipped_rows = _plan(args, trace, settings)
     options = _options(args)
     plt = None if args.no_plots else pyplot()
     if skipped_rows:

@@ -143,7 +143,7 @@ async def _await_layouts(kube: KubeClient, names: list[str], timeout_s: float) -
         await asyncio.sleep(0.5)
 
 
-async def ensure_namespace(kube: KubeClient, namespace: str, label: str) -> None:
+async def ensure_namespace(kube: KubeClient, namespace: str) -> None:
     """Create the namespace; refuse one that still holds pods of an earlier replay."""
     try:
         await kube.create_namespace(namespace)
