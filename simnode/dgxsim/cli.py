@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "dgxsim.commands.perf",
     "dgxsim.commands.operator",
     "dgxsim.commands.show",
+    "dgxsim.commands.replay",
 )
 
 
