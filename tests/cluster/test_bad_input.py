@@ -1,6 +1,6 @@
 """Bad input refused at the door, on the real control plane, and nothing running disturbed.
 
-* Pods a node can never run (``nvidia.com/gpu: 0``, two MIG devices of one
+* Pods a node can never run (two MIG devices of one
   profile in a container, workload numbers that are NaN, 1e308 or ``"inf"``, a
   duration of 1e308 s) end Failed with the reason within seconds, on a real
   node agent, while a pod already running there keeps its device and succeeds.
@@ -83,8 +83,6 @@ def gemm(**params: Any) -> str:
 
 
 BAD_PODS = [
-    ("gpu-zero", 0, {"nvidia.com/gpu": "0"}, {}, "UnexpectedAdmissionError",
-     "at least 1"),
     ("two-mig", 1, {MIG: "2"}, {}, "UnexpectedAdmissionError",
      "one MIG device per container and resource"),
     ("param-nan", 0, {"nvidia.com/gpu": "1"}, {"dgxsim.io/workload": gemm(m="NaN")},

@@ -85,16 +85,18 @@ def device_requests(pod: JSON) -> dict[str, dict[str, int]]:
 
     A request the node can never satisfy is refused here, before any device is
     touched, as the kubelet's admission refuses it (:class:`PodRejectedError`
-    with ``UnexpectedAdmissionError``): a count that is not a whole number of at
-    least one (``nvidia.com/gpu: 0``), or more than one MIG device of a profile in
-    one container, which NVIDIA's device plugin never gives.
+    with ``UnexpectedAdmissionError``): a count that is not a whole number, or more
+    than one MIG device of a profile in one container, which NVIDIA's device plugin
+    never gives. A count of zero asks for nothing: the kubelet's device manager
+    skips it and the container runs without devices, and so does this node.
     """
     wanted: dict[str, dict[str, int]] = {}
     for container in pod["spec"].get("containers", []):
         resources = container.get("resources") or {}
         asked = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
-        devices = {k: _device_count(container["name"], k, v) for k, v in asked.items()
-                   if k.startswith(DEVICE_PREFIX)}
+        counts = {k: _device_count(container["name"], k, v) for k, v in asked.items()
+                  if k.startswith(DEVICE_PREFIX)}
+        devices = {k: n for k, n in counts.items() if n > 0}
         if devices:
             wanted[container["name"]] = devices
     return wanted
@@ -109,9 +111,8 @@ def _device_count(container: str, resource: str, quantity: object) -> int:
         count = int(str(quantity))
     except ValueError:
         raise refuse("a device count must be a whole number") from None
-    if count < 1:
-        raise refuse("a device request must be at least 1 (leave the resource out to ask "
-                     "for none)")
+    if count < 0:
+        raise refuse("a device count cannot be negative")
     if resource.startswith(MIG_RESOURCE_PREFIX) and count > 1:
         raise refuse("NVIDIA's device plugin gives one MIG device per container and "
                      "resource; ask for one in each of several containers")

@@ -1,7 +1,7 @@
 """Every pod the node cannot run ends Failed with the reason, at once, and disturbs nobody.
 
 Table-driven over the classes of bad pods a user can write: device requests the
-node can never satisfy (``nvidia.com/gpu: 0``, two MIG devices of one profile
+node can never satisfy (two MIG devices of one profile
 in one container, a count that is not a whole number) and ``dgxsim.io/*``
 annotations whose numbers are not finite or not sane (``NaN``, ``1e308``,
 ``"inf"``, a 20-digit hour count, a negative shutdown). Each case runs beside a
@@ -46,8 +46,6 @@ def workload(**spec: Any) -> str:
 
 
 CASES = [
-    ("gpu-zero", asking("bad", {GPU_RESOURCE: "0"}), ADMISSION,
-     [f"{GPU_RESOURCE}: 0", "at least 1"]),
     ("two-mig-devices", asking("bad", {mig_resource("1g.5gb"): "2"}), ADMISSION,
      [mig_resource("1g.5gb"), "one MIG device per container and resource"]),
     ("fractional-count", asking("bad", {GPU_RESOURCE: "500m"}), ADMISSION,
@@ -107,3 +105,13 @@ async def test_a_pod_the_node_cannot_run_fails_with_the_reason_and_disturbs_nobo
     await clock.advance(90)
     await eventually(lambda: kube.phase("running") == "Succeeded")
     assert [n for n, s in kube.statuses if s.get("phase") == "Failed"] == ["bad"]
+
+
+async def test_a_request_of_zero_devices_runs_without_devices_as_the_kubelet_runs_it(
+        setup: Any) -> None:
+    controller, kube, clock, sim, devices = setup
+    await controller.on_pod_event("ADDED", asking("none", {GPU_RESOURCE: "0"}))
+    await eventually(lambda: kube.phase("none") == "Running")
+    assert sim.state.allocations == {} and devices.checkpoint.pod("uid-none") == {}
+    await clock.advance(90)
+    await eventually(lambda: kube.phase("none") == "Succeeded")
