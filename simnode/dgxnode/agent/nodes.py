@@ -274,7 +274,8 @@ class NodeController:
                 config = await self._load_configs()
                 self._readvertising = True
                 try:
-                    plan = self.sim.apply(name, config)
+                    # Every GPU's change is a locked, fsynced commit: off the loop.
+                    plan = await asyncio.to_thread(self.sim.apply, name, config)
                     await self._await_readvertised()
                 finally:
                     self._readvertising = False
@@ -313,7 +314,7 @@ class NodeController:
         await self.kube.patch_node(self.name, {"metadata": {"labels": {
             MIG_CONFIG_STATE: "failed"}}})
         self._labels[MIG_CONFIG_STATE] = "failed"
-        self.sim.mark_config_failed(name)
+        await asyncio.to_thread(self.sim.mark_config_failed, name)
 
     async def _load_configs(self) -> MigPartedConfig | None:
         """The mig-parted ConfigMap if it exists (parse errors raise), else the defaults."""
