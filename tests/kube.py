@@ -57,6 +57,34 @@ class Cluster:
         return NodeInventory.model_validate_json(annotations[INVENTORY_ANNOTATION])
 
 
+def dgxsim(*args: str, env: dict[str, str] | None = None, timeout_s: float = 400.0
+           ) -> subprocess.CompletedProcess[str]:
+    """The ``dgxsim`` command as a user runs it, in a fresh process."""
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "dgxsim", *args], capture_output=True,
+                          text=True, timeout=timeout_s, env={**os.environ, **(env or {})})
+
+
+@contextmanager
+def cli_cluster(state: Path, *up_args: str) -> Iterator[Path]:
+    """``dgxsim up`` in ``state`` with ``up_args``; ``dgxsim down`` whatever happens."""
+    up = dgxsim("up", "--state-dir", str(state), *up_args)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield state
+    finally:
+        dgxsim("down", "--state-dir", str(state))
+
+
+def cli_kubectl(state: Path, *args: str, stdin: str | None = None) -> Any:
+    """kubectl against the cluster of ``state``; decoded JSON when asked for ``-o json``."""
+    out = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig"),
+                          *args], input=stdin, capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    return json.loads(out) if "-o" in args and "json" in args else out
+
+
 def unique_name(prefix: str, request: Any) -> str:
     """A DNS-1123 name for a test: its words, shortened, and a hash of its node ID."""
     words = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[5:30].strip("-")

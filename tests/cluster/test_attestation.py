@@ -10,43 +10,23 @@ restores it, and both land there again.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kube import wait_for
-
-from localkube.toolchain import bin_dir
+from kube import cli_cluster, cli_kubectl, dgxsim, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def dgxsim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dgxsim", *args], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ))
+
+
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Path]:
-    state = tmp_path / "cluster"
-    up = dgxsim("up", "--state-dir", str(state), "--nodes", "2")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with cli_cluster(tmp_path / "cluster", "--nodes", "2") as state:
         yield state
-    finally:
-        dgxsim("down", "--state-dir", str(state))
-
-
-def kubectl(state: Path, *args: str, stdin: str | None = None) -> Any:
-    out = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig"),
-                          *args], input=stdin, capture_output=True, text=True, check=True,
-                         timeout=120).stdout
-    return json.loads(out) if "-o" in args and "json" in args else out
-
 
 def pod_on(name: str, node: str) -> str:
     return json.dumps({
@@ -66,17 +46,17 @@ def dgxjob(name: str) -> str:
 
 
 def phase(state: Path, name: str) -> str | None:
-    return kubectl(state, "get", "pod", name, "-o", "json")["status"].get("phase")
+    return cli_kubectl(state, "get", "pod", name, "-o", "json")["status"].get("phase")
 
 
 def placed_on(state: Path, job: str) -> str | None:
-    status = kubectl(state, "get", "dgxjob", job, "-o", "json").get("status") or {}
+    status = cli_kubectl(state, "get", "dgxjob", job, "-o", "json").get("status") or {}
     nodes = {p["node"] for p in status.get("placement") or []}
     return nodes.pop() if len(nodes) == 1 else None
 
 
 def test_an_untrusted_node_takes_no_new_work_and_keeps_what_runs(cluster: Path) -> None:
-    kubectl(cluster, "apply", "-f", "-", stdin=pod_on("running", "dgx-0"))
+    cli_kubectl(cluster, "apply", "-f", "-", stdin=pod_on("running", "dgx-0"))
     wait_for("pod running on dgx-0", lambda: phase(cluster, "running") == "Running")
 
     fault = dgxsim("fault", "inject", "--state-dir", str(cluster), "--node", "dgx-0",
@@ -84,7 +64,7 @@ def test_an_untrusted_node_takes_no_new_work_and_keeps_what_runs(cluster: Path) 
     assert fault.returncode == 0, fault.stderr
 
     def untrusted() -> bool:
-        node = kubectl(cluster, "get", "node", "dgx-0", "-o", "json")
+        node = cli_kubectl(cluster, "get", "node", "dgx-0", "-o", "json")
         attested = next((c for c in node["status"]["conditions"] if c["type"] == "Attested"),
                         {})
         return (node["metadata"]["labels"].get("dgxsim.io/attestation") == "untrusted"
@@ -93,12 +73,12 @@ def test_an_untrusted_node_takes_no_new_work_and_keeps_what_runs(cluster: Path) 
                         for t in node["spec"].get("taints") or []))
 
     wait_for("dgx-0 untrusted", untrusted)
-    kubectl(cluster, "apply", "-f", "-", stdin=dgxjob("after-fault"))
+    cli_kubectl(cluster, "apply", "-f", "-", stdin=dgxjob("after-fault"))
     wait_for("job placed", lambda: placed_on(cluster, "after-fault"))
     assert placed_on(cluster, "after-fault") == "dgx-1"
-    kubectl(cluster, "apply", "-f", "-", stdin=pod_on("waits", "dgx-0"))
+    cli_kubectl(cluster, "apply", "-f", "-", stdin=pod_on("waits", "dgx-0"))
     def refused_for_the_taint() -> bool:
-        conditions = kubectl(cluster, "get", "pod", "waits", "-o", "json")["status"].get(
+        conditions = cli_kubectl(cluster, "get", "pod", "waits", "-o", "json")["status"].get(
             "conditions") or []
         return any(c["type"] == "PodScheduled" and c["status"] == "False"
                    and "untolerated taint" in c.get("message", "") for c in conditions)
@@ -111,9 +91,9 @@ def test_an_untrusted_node_takes_no_new_work_and_keeps_what_runs(cluster: Path) 
                    "--attestation")
     assert clear.returncode == 0, clear.stderr
     wait_for("the waiting pod lands on dgx-0", lambda: phase(cluster, "waits") == "Running")
-    kubectl(cluster, "apply", "-f", "-", stdin=dgxjob("after-clear"))
+    cli_kubectl(cluster, "apply", "-f", "-", stdin=dgxjob("after-clear"))
     wait_for("job placed", lambda: placed_on(cluster, "after-clear"))
     assert placed_on(cluster, "after-clear") == "dgx-0", "tightest fit: the node is back"
-    labels = kubectl(cluster, "get", "node", "dgx-0", "-o", "json")["metadata"]["labels"]
+    labels = cli_kubectl(cluster, "get", "node", "dgx-0", "-o", "json")["metadata"]["labels"]
     assert labels["dgxsim.io/attestation"] == "trusted"
     assert labels["dgxsim.io/tpm.version"] == "2.0" and labels["dgxsim.io/sed"] == "unlocked"

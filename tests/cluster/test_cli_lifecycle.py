@@ -7,24 +7,15 @@ directory before and after.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from kube import Cluster, processes_mentioning
+from kube import Cluster, dgxsim, processes_mentioning
 
 from localkube.toolchain import KUBERNETES_VERSION, bin_dir
-
-
-def dgxsim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dgxsim", *args], capture_output=True, text=True, timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:

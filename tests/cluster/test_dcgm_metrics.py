@@ -9,44 +9,26 @@ where a pod runs, and the pod's name and namespace on its device's series.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import wait_for
+from kube import cli_cluster, cli_kubectl, dgxsim, wait_for
 from prometheus_client.parser import text_string_to_metric_families
-
-from localkube.toolchain import bin_dir
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def dgxsim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dgxsim", *args], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ))
+
+
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Path]:
-    state = tmp_path / "cluster"
-    up = dgxsim("up", "--state-dir", str(state), "--nodes", "2", "--no-operator")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    with cli_cluster(tmp_path / "cluster", "--nodes", "2", "--no-operator") as state:
         yield state
-    finally:
-        dgxsim("down", "--state-dir", str(state))
-
-
-def kubectl(state: Path, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig"),
-                           *args], input=stdin, capture_output=True, text=True, check=True,
-                          timeout=120).stdout
-
 
 def pod(name: str, resource: str, annotations: dict[str, str]) -> str:
     return json.dumps({
@@ -64,18 +46,19 @@ def scrape(url: str) -> dict[str, Any]:
 
 
 def test_the_metrics_follow_what_runs(cluster: Path) -> None:
-    kubectl(cluster, "label", "node", "dgx-1", "nvidia.com/mig.config=all-1g.5gb", "--overwrite")
-    wait_for("dgx-1 in MIG mode", lambda: json.loads(kubectl(
-        cluster, "get", "node", "dgx-1", "-o", "json"))["metadata"]["labels"].get(
+    cli_kubectl(cluster, "label", "node", "dgx-1", "nvidia.com/mig.config=all-1g.5gb",
+                "--overwrite")
+    wait_for("dgx-1 in MIG mode", lambda: cli_kubectl(
+        cluster, "get", "node", "dgx-1", "-o", "json")["metadata"]["labels"].get(
         "nvidia.com/mig.config.state") == "success")
     workload = json.dumps({"workload": "bert-large-pretrain", "steps": 100000,
                            "precision": "fp16"})
-    kubectl(cluster, "apply", "-f", "-", stdin=pod("train", "nvidia.com/gpu",
+    cli_kubectl(cluster, "apply", "-f", "-", stdin=pod("train", "nvidia.com/gpu",
                                                     {"dgxsim.io/workload": workload}))
-    kubectl(cluster, "apply", "-f", "-", stdin=pod("infer", "nvidia.com/mig-1g.5gb",
+    cli_kubectl(cluster, "apply", "-f", "-", stdin=pod("infer", "nvidia.com/mig-1g.5gb",
                                                     {"dgxsim.io/duration": "1h"}))
     wait_for("both pods Running", lambda: all(
-        json.loads(kubectl(cluster, "get", "pod", name, "-o", "json"))["status"].get("phase")
+        cli_kubectl(cluster, "get", "pod", name, "-o", "json")["status"].get("phase")
         == "Running" for name in ("train", "infer")))
 
     status = dgxsim("status", "--state-dir", str(cluster)).stdout

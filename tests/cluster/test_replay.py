@@ -10,10 +10,9 @@ the dynamic policy carves what is asked, so whole-GPU pods run too.
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from kube import dgxsim
 
 from dgxsim.replay.report import read_outcomes, read_summary
 
@@ -21,10 +20,6 @@ SAMPLE = Path(__file__).parents[2] / "examples" / "traces" / "sample.csv"
 CUT_ROWS = 40
 SMALL_MIG = ("nvidia.com/mig-1g.5gb", "nvidia.com/mig-2g.10gb", "nvidia.com/mig-3g.20gb")
 
-
-def dgxsim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dgxsim", *args], capture_output=True,
-                          text=True, timeout=400, env=dict(os.environ))
 
 
 def cut_of_sample(path: Path) -> list[dict[str, str]]:

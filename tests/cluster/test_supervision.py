@@ -14,21 +14,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import processes_mentioning, wait_for
+from kube import dgxsim, processes_mentioning, wait_for
 
 from localkube.toolchain import bin_dir
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-
-def dgxsim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dgxsim", *args], capture_output=True,
-                          text=True, timeout=300)
 
 
 def record(state: Path, name: str) -> dict[str, Any]:
