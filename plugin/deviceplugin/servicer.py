@@ -106,7 +106,10 @@ class DevicePluginServicer(api_pb2_grpc.DevicePluginServicer):
         responses = []
         for req in request.container_requests:
             try:
-                available = self._lookup(known, req.available_deviceIDs)
+                # A device the kubelet still lists but this plugin no longer has (a GPU
+                # just carved into MIG devices) is passed over, as NVIDIA's plugin does;
+                # only Allocate refuses unknown IDs.
+                available = [known[i] for i in req.available_deviceIDs if i in known]
                 must = self._lookup(known, req.must_include_deviceIDs)
                 ids = preferred(available, must, req.allocation_size)
             except DeviceRequestError as err:

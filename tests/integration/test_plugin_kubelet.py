@@ -128,6 +128,27 @@ async def test_preferred_allocation_honours_must_include(node_factory: Callable)
     assert set(chosen) == {gpus[4].uuid, gpus[5].uuid}
 
 
+async def test_preferred_allocation_passes_over_devices_the_plugin_no_longer_has(
+        node_factory: Callable) -> None:
+    """The kubelet's list can lag a MIG change: a GPU just carved into MIG devices is
+    still offered. The plugin picks among the devices it has, as NVIDIA's plugin does."""
+    node = await node_factory()
+    gpus = build_node_hardware("dgx-0").gpus
+    gone = "GPU-00000000-0000-0000-0000-000000000000"
+    async with grpc.aio.insecure_channel(
+            f"unix://{node.plugin_dir / socket_name('nvidia.com/gpu')}") as channel:
+        stub = api_pb2_grpc.DevicePluginStub(channel)
+        reply = await stub.GetPreferredAllocation(api_pb2.PreferredAllocationRequest(
+            container_requests=[api_pb2.ContainerPreferredAllocationRequest(
+                available_deviceIDs=[gone, gpus[2].uuid, gpus[3].uuid],
+                allocation_size=1)]))
+        chosen = list(reply.container_responses[0].deviceIDs)
+        assert len(chosen) == 1 and chosen[0] in {gpus[2].uuid, gpus[3].uuid}
+        with pytest.raises(grpc.aio.AioRpcError, match="unknown device"):
+            await stub.Allocate(api_pb2.AllocateRequest(container_requests=[
+                api_pb2.ContainerAllocateRequest(devices_ids=[gone])]))
+
+
 async def test_two_gpus_share_a_pcie_switch_and_env_names_them(node_factory: Callable) -> None:
     node = await node_factory()
     await until(lambda: node.kubelet.allocatable().get("nvidia.com/gpu") == 8)
