@@ -18,6 +18,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from deviceplugin.cdi import spec_for, write_spec
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
@@ -52,6 +53,8 @@ class NodeRunOptions:
     metrics_port: int | None = None
     """Serve the node's DCGM metrics at this port (None: none)."""
     metrics_host: str = "127.0.0.1"
+    cdi_dir: Path | None = None
+    """Where the runtime reads CDI specifications (``/var/run/cdi``); None writes none."""
 
 
 def allocate_context(options: NodeRunOptions) -> AllocateContext:
@@ -61,6 +64,16 @@ def allocate_context(options: NodeRunOptions) -> AllocateContext:
         extra_mounts=((str(run_dir), CONTAINER_RUN_DIR, False),
                       (str(options.state_dir), CONTAINER_STATE_DIR, True)),
         extra_envs=(("DGXSIM_STATE_DIR", CONTAINER_STATE_DIR),))
+
+
+async def keep_cdi_spec(feed: InventoryFeed, directory: Path, context: AllocateContext
+                        ) -> None:
+    """Write the node's CDI specification, and again on every change of its devices, so
+    the runtime resolves every name Allocate returns."""
+    path = write_spec(directory, spec_for(feed.snapshot(), context))
+    log.info("CDI specification for %d devices in %s", len(feed.snapshot().devices), path)
+    async for snapshot in feed.watch():
+        write_spec(directory, spec_for(snapshot, context))
 
 
 async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -> None:
@@ -89,6 +102,9 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
         await plugin.start()
         tasks = [asyncio.create_task(feed_from(sim, feed)),
                  asyncio.create_task(refresh_from_disk(sim))]
+        if options.cdi_dir is not None:
+            tasks.append(asyncio.create_task(
+                keep_cdi_spec(feed, options.cdi_dir, allocate_context(options))))
         await agent.start()
         print(f"node {options.node} ready: {len(plugin.servers)} resources advertised",
               flush=True)

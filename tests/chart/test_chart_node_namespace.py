@@ -75,6 +75,7 @@ def daemonset_argv(docs: list[JSON], state: Path, plugin_dir: Path) -> list[str]
     args[args.index("--node-name") + 1] = NODE
     args[args.index("--state-dir") + 1] = str(state)
     args[args.index("--device-plugin-dir") + 1] = str(plugin_dir)
+    args[args.index("--cdi-dir") + 1] = str(state / "cdi")
     return args
 
 

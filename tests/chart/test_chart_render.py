@@ -212,6 +212,10 @@ def test_node_daemonset_mounts_the_kubelet_device_plugin_dir_at_the_same_path() 
     assert state["hostPath"] == {"path": "/var/lib/dgxsim", "type": "DirectoryOrCreate"}, \
         "node state must survive pod restarts, at the path Allocate mounts into job containers"
     assert volumes[mounts["/tmp"]["name"]]["emptyDir"]
+    cdi = volumes[mounts["/var/run/cdi"]["name"]]
+    assert cdi["hostPath"] == {"path": "/var/run/cdi", "type": "DirectoryOrCreate"}, \
+        "the runtime resolves the CDI names Allocate returns from the host's CDI directory"
+    assert arg_after(container(ds)["args"], "--cdi-dir") == "/var/run/cdi"
 
 
 def test_node_daemonset_scheduling_defaults() -> None:

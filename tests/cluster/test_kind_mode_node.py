@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from kube import Cluster
 
+from deviceplugin.cdi import SPEC_FILE, resolves, spec_problems
 from dgxnode.agent.checkpoint import Checkpoint
 from dgxnode.agent.kubelet import DeviceManager
 
@@ -59,6 +60,7 @@ async def test_node_run_serves_a_kubelet_and_answers_mig_labels(
     proc = subprocess.Popen(
         [sys.executable, "-m", "dgxsim", "node", "run", "--node-name", NODE,
          "--state-dir", str(state), "--device-plugin-dir", str(plugin_dir),
+         "--cdi-dir", str(short_dir / "cdi"),
          "--kubeconfig", str(control_plane.kubeconfig)], stdout=log, stderr=subprocess.STDOUT)
     try:
         await until("8 GPUs advertised",
@@ -78,6 +80,16 @@ async def test_node_run_serves_a_kubelet_and_answers_mig_labels(
 
         alloc = await kubelet.allocate("pod-uid", "main", "nvidia.com/mig-1g.5gb", 1)
         assert alloc.envs["DGXSIM_ENDPOINT"] == "unix:///run/dgxsim/node.sock"
+        # The runtime resolves every CDI name Allocate returns from the node's spec,
+        # rewritten for the new layout: 56 MIG devices by UUID and by index.
+        spec_path = short_dir / "cdi" / SPEC_FILE
+        await until("CDI spec with the MIG devices", lambda: spec_path.exists() and sum(
+            d["name"].startswith("MIG-") for d in json.loads(spec_path.read_text())[
+                "devices"]) == 56)
+        spec = json.loads(spec_path.read_text())
+        assert spec_problems(spec) == []
+        assert alloc.cdi_devices and all(resolves(spec, n) for n in alloc.cdi_devices)
+        assert resolves(spec, "nvidia.com/gpu=0:6") and resolves(spec, "nvidia.com/gpu=all")
         assert ("/run/dgxsim", str(state / "run")) in alloc.mounts
 
         # The job container's view: the endpoint socket through its mount.

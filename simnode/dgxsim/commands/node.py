@@ -78,6 +78,9 @@ def register(sub: Any) -> None:
     add_namespace(run, "the mig-parted ConfigMap")
     run.add_argument("--metrics-port", type=port_number, default=None, metavar="PORT",
                      help="serve the node's DCGM metrics at PORT/metrics (0: any free port)")
+    run.add_argument("--cdi-dir", type=Path, default=Path("/var/run/cdi"), metavar="DIR",
+                     help="write the node's CDI specification here for the container "
+                          "runtime (default /var/run/cdi; an empty value writes none)")
     run.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                      help="address the metrics bind to (a pod: 0.0.0.0)")
     run.set_defaults(func=cmd_run)
@@ -95,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         strategy=args.mig_strategy, plugin_dir=args.device_plugin_dir,
         time_scale=args.time_scale, kubeconfig=args.kubeconfig,
         namespace=namespace_of(args), metrics_port=args.metrics_port,
+        cdi_dir=args.cdi_dir if str(args.cdi_dir) not in ("", ".") else None,
         metrics_host=args.metrics_host)))
     return 0
 
