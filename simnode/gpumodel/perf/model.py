@@ -152,8 +152,12 @@ def predict_with(request: PerfRequest, c: PerfConstants) -> Prediction:
     if "storage_gb_per_s" in ctx.params:
         ctx.read.add("storage_gb_per_s")
     if ctx.unknown():
-        raise PerfError(f"parameter {', '.join(ctx.unknown())} is not one of "
-                        f"{request.workload}'s (it reads: {', '.join(sorted(ctx.read)) or 'none'})")
+        unknown = ctx.unknown()
+        hint = ("; a bare YAML key n, y, on or off reads as a boolean: quote it"
+                if {"true", "false", "True", "False"} & set(unknown) else "")
+        raise PerfError(f"parameter {', '.join(unknown)} is not one of "
+                        f"{request.workload}'s (it reads: {', '.join(sorted(ctx.read)) or 'none'})"
+                        f"{hint}")
     if request.sparse and not eng.supports_sparse(ctx.precision.math_dtype):
         raise PerfError(f"{request.gpu} has no 2:4 sparse {request.precision} math")
     if request.mig_profile and plan.kind in ("training", "collective") and ctx.gpus > 1:

@@ -98,3 +98,13 @@ def test_bad_numbers_are_refused_naming_the_flag(workload: str, args: list[str],
     assert captured.out == ""
     assert flag in captured.err and captured.err.count("\n") == 1
     assert "Traceback" not in captured.err
+
+
+def test_a_parameter_yaml_read_as_a_boolean_is_named_with_the_fix() -> None:
+    """kubectl reads a bare YAML key ``n`` as ``false``: the refusal says to quote it."""
+    from gpumodel.perf import PerfError, PerfRequest, predict
+
+    request = PerfRequest(workload="gemm", gpu="a100-40gb", precision="fp64",
+                          params=(("false", 16384), ("k", 16384), ("m", 16384)))
+    with pytest.raises(PerfError, match="reads as a boolean: quote it"):
+        predict(request)
