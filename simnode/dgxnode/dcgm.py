@@ -217,12 +217,32 @@ def _memory_slices(spec: DeviceSpec) -> int:
     return spec.mig.memory_slices if spec.mig else 1
 
 
-def serve_metrics(collector: Collector, host: str, port: int) -> int:
-    """Serve ``/metrics`` for ``collector`` on ``host:port`` (0: a free port) from a
+class WatchLiveness(Collector):
+    """``dgxsim_agent_watch_live{watch}``: 1 while the agent's watch of pods (or nodes)
+    is listed and running, 0 while it reconnects; what ``dgxsim status`` reads."""
+
+    def __init__(self, live: Mapping[str, bool]) -> None:
+        self.live = live
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(WATCH_LIVE, "1 while the node agent's watch is live.",
+                                   labels=["watch"])
+        for watch, up in sorted(dict(self.live).items()):
+            family.add_metric([watch], 1.0 if up else 0.0)
+        yield family
+
+
+WATCH_LIVE = "dgxsim_agent_watch_live"
+
+
+def serve_metrics(collector: Collector, host: str, port: int,
+                  *more: Collector) -> int:
+    """Serve ``/metrics`` for the collectors on ``host:port`` (0: a free port) from a
     thread of prometheus_client's own; returns the port."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
-    registry.register(collector)
+    for each in (collector, *more):
+        registry.register(each)
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return int(server.server_port)

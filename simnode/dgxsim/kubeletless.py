@@ -33,7 +33,13 @@ from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.runner import NodeAgent
 from dgxnode.clock import persistent_clock
-from dgxnode.dcgm import ActivityBook, DcgmCollector, PodActivities, serve_metrics
+from dgxnode.dcgm import (
+    ActivityBook,
+    DcgmCollector,
+    PodActivities,
+    WatchLiveness,
+    serve_metrics,
+)
 from dgxnode.endpoint import NodeEndpoint
 from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
@@ -197,7 +203,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
         await endpoint.serve(endpoint_socket(sockets))
         if options.metrics_port is not None:
             serve_metrics(DcgmCollector({w.sim.name: w.sim for w in wirings}, book),
-                          "127.0.0.1", options.metrics_port)
+                          "127.0.0.1", options.metrics_port, WatchLiveness(agent.live))
         for w in wirings:
             await w.devices.start()
             await w.plugin.start()

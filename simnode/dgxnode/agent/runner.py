@@ -49,6 +49,9 @@ class NodeAgent:
     node_selector: str = NODE_SELECTOR
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    live: dict[str, bool] = field(default_factory=dict)
+    """Per watch (``pod``, ``node``): True from a successful list until the watch fails;
+    ``dgxsim status`` reports the agent unhealthy while one is not."""
 
     @classmethod
     def build(cls, kube: Kube, controllers: list[NodeController], clock: Clock,
@@ -128,13 +131,20 @@ class NodeAgent:
         ends the watch with an error, and the agent lists again once it answers; an
         error of the agent's own is logged and the watch starts over rather than
         leaving every node deaf."""
+        self.live[what] = False
+
+        async def listed(items: list[JSON]) -> None:
+            await on_list(items)
+            self.live[what] = True
+
         while True:
             try:
-                await list_and_watch(lister, watcher, on_list, on_event)
+                await list_and_watch(lister, watcher, listed, on_event)
             except (KubeError, OSError, ValueError) as err:
                 log.warning("%s watch ended (%s); listing again", what, err)
             except Exception:
                 log.exception("%s watch failed; listing again", what)
+            self.live[what] = False
             await asyncio.sleep(RETRY_S)
 
     async def _nodes_listed(self, items: list[JSON]) -> None:

@@ -280,20 +280,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         print(f"no control plane running in {plane.state_dir}")
         return 1
+    try:
+        settings = load_settings(plane.state_dir)
+    except ClusterFileError as err:
+        raise CommandError(str(err)) from err
+    agent_url = (settings.metrics if settings else {}).get(AGENT)
+    if agent_url and report.get(AGENT, "").endswith("health ok"):
+        report[AGENT] = report[AGENT].removesuffix("health ok") + watch_health(agent_url)
     print(f"state dir:  {plane.state_dir}")
     print(f"API server: {state.server} (Kubernetes {state.version})")
     print(f"kubeconfig: {plane.kubeconfig}")
     for name, line in report.items():
         print(f"  {name:<24} {line}")
-    try:
-        settings = load_settings(plane.state_dir)
-    except ClusterFileError as err:
-        raise CommandError(str(err)) from err
     for name, url in (settings.metrics if settings else {}).items():
         what = "DCGM metrics of every node" if name == AGENT else "operator metrics"
         print(f"metrics:    {url} ({what})")
     healthy = all(line.endswith("health ok") for line in report.values())
     return 0 if healthy else 1
+
+
+def watch_health(metrics_url: str) -> str:
+    """``health ok`` while every watch of the node agent is live, else which are not:
+    a process that runs but no longer follows the API server is not healthy."""
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dgxnode.dcgm import WATCH_LIVE
+
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError) as err:
+        return f"health unknown (metrics: {err})"
+    down = sorted(s.labels["watch"] for f in text_string_to_metric_families(text)
+                  if f.name == WATCH_LIVE for s in f.samples if s.value == 0)
+    return f"health watches not live: {', '.join(down)}" if down else "health ok"
 
 
 def cmd_down(args: argparse.Namespace) -> int:
