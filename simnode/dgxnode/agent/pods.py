@@ -398,7 +398,10 @@ class PodController:
         if self.telemetry is not None:
             self.telemetry.ended(uid)
         name = self.where.pop(uid, None)
-        nodes = [self.nodes[name]] if name in self.nodes else list(self.nodes.values())
+        # Where the pod ran is known; otherwise (a pod from before a restart) only the
+        # nodes whose checkpoint holds it, never an await per node of the agent.
+        nodes = [self.nodes[name]] if name in self.nodes else [
+            n for n in self.nodes.values() if n.devices.checkpoint.pod(uid)]
         for node in nodes:
             try:
                 await self._release_on(node, uid)
