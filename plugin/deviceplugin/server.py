@@ -36,6 +36,8 @@ from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from kubeletapi.v1beta1.constants import API_VERSION, KUBELET_SOCKET_NAME
 
 log = logging.getLogger(__name__)
+RESTART_SETTLE_S = 0.2
+"""How long after restarting a server the directory is looked at again."""
 REGISTER_TIMEOUT_S = 5.0
 
 
@@ -206,16 +208,28 @@ class NodePlugin:
 
     async def _keep_registered(self) -> None:
         """On each change of the directory: restart a server whose socket went, and
-        register every server the current kubelet socket has not seen, once."""
+        register every server the current kubelet socket has not seen, once.
+
+        A gRPC server that stops unlinks its socket path when its listener is torn
+        down, which can come after the next server bound the same path: after a
+        restart the directory is looked at again a moment later, so a socket lost that
+        way is served again too."""
         while True:
             await self._changed.wait()
             self._changed.clear()
+            restarted = False
             for srv in list(self.servers.values()):
-                if _inode(srv.socket_path) != srv.inode:
+                current = _inode(srv.socket_path)
+                if current is None or current != srv.inode:
                     log.warning("socket of %s disappeared; restarting its server", srv.resource)
                     await srv.stop()
                     await srv.start()
                     srv.registered_with = None
+                    restarted = True
+            if restarted:
+                await asyncio.sleep(RESTART_SETTLE_S)
+                self._changed.set()
+                continue
             kubelet = _inode(self.kubelet_socket)
             if kubelet is None:
                 continue
