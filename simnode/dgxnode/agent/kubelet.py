@@ -133,7 +133,10 @@ class DeviceManager:
 
     async def _watch(self, endpoint: PluginEndpoint) -> None:
         try:
-            async for response in endpoint.stub.ListAndWatch(api_pb2.Empty()):
+            # As the kubelet dials a registered plugin blocking, the stream waits for the
+            # connection instead of failing on a first attempt that raced the socket.
+            async for response in endpoint.stub.ListAndWatch(api_pb2.Empty(),
+                                                             wait_for_ready=True):
                 endpoint.devices = {d.ID: d.health == HEALTHY for d in response.devices}
                 endpoint.connected = True
                 endpoint.first_list.set()
