@@ -33,6 +33,20 @@ dev: $(BIN)/.installed
 tools:
 	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain
 
+REAL_NODE_PACKAGES := runc containernetworking-plugins debootstrap iproute2 util-linux gcc libc6-dev
+
+## real-node-deps: as root, install what real nodes need (distribution packages, the kubelet and containerd 2); a no-op for other users
+.PHONY: real-node-deps
+real-node-deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "real-node-deps: not root, real nodes are not set up (their tests report skipped)"; exit 0; fi; \
+	missing=$$(for p in $(REAL_NODE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain --real-node
+
 PROTO := plugin/kubeletapi/v1beta1/api.proto
 PROTOC := PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I plugin
 
@@ -75,9 +89,9 @@ imports: dev
 .PHONY: verify
 verify: lint typecheck imports verify-proto
 
-## test: install everything, run the gates, then unit, integration and cluster tests
+## test: install everything (as root also what real nodes need), run the gates, then unit, integration, cluster and real-node tests
 .PHONY: test
-test: dev tools verify
+test: dev tools real-node-deps verify
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## demo: the embedded default: control plane, 2 DGX nodes and the operator; GPU and MIG Jobs, then the white paper's mixed-workload node

@@ -45,9 +45,15 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
+CONTAINERD_VERSION = "v2.4.2"
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ALL_TOOLS = (*KUBE_COMMANDS, "etcd", "helm")
+CONTAINERD_COMMANDS = ("containerd", "containerd-shim-runc-v2", "ctr")
+# Built only on demand (``python -m localkube.toolchain --real-node``): a real node's
+# kubelet and container runtime. The default ``make tools`` stays fast without them.
+REAL_NODE_TOOLS = ("kubelet", *CONTAINERD_COMMANDS)
+KNOWN_TOOLS = (*ALL_TOOLS, *REAL_NODE_TOOLS)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,6 +79,7 @@ def pins() -> dict[str, ToolPin]:
     table = {c: ToolPin(c, "k8s.io/kubernetes", KUBERNETES_VERSION) for c in KUBE_COMMANDS}
     table["etcd"] = ToolPin("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION)
     table["helm"] = ToolPin("helm", "helm.sh/helm/v3", HELM_VERSION)
+    table.update(real_node_pins())
     return table
 
 
@@ -346,6 +353,79 @@ def build_helm() -> None:
     _install(pins()["helm"], out / "helm")
 
 
+
+# ---------------------------------------------------------- real-node tools
+
+
+def real_node_pins() -> dict[str, ToolPin]:
+    """The kubelet (same Kubernetes release as the control plane) and containerd 2."""
+    table = {"kubelet": ToolPin("kubelet", "k8s.io/kubernetes", KUBERNETES_VERSION)}
+    for name in CONTAINERD_COMMANDS:
+        table[name] = ToolPin(name, "github.com/containerd/containerd/v2", CONTAINERD_VERSION)
+    return table
+
+
+def build_kubelet() -> None:
+    """The kubelet from the same wrapper recipe as the control plane, in a folder of its
+    own so the default tools' module graph stays as it is."""
+    work = tools_dir() / "src" / "kubelet"
+    work.mkdir(parents=True, exist_ok=True)
+    _say(f"resolving k8s.io/kubernetes {KUBERNETES_VERSION} staging modules (kubelet)")
+    gomod = _module_gomod("k8s.io/kubernetes", KUBERNETES_VERSION, work)
+    _write_wrapper(
+        work, "dgxsim.local/kubelet", {"k8s.io/kubernetes": KUBERNETES_VERSION},
+        staging_replaces(gomod, KUBERNETES_VERSION), _go_directive(gomod),
+    )
+    (work / "tools.go").write_text(
+        '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n'
+    )
+    _run_go(["mod", "tidy"], work, "go mod tidy (kubelet)")
+    out = work / "out" / "kubelet"
+    _run_go(
+        ["build", "-v", "-trimpath", "-ldflags", f"-s -w {version_ldflags(KUBERNETES_VERSION)}",
+         "-o", str(out), "k8s.io/kubernetes/cmd/kubelet"],
+        work, f"building kubelet {KUBERNETES_VERSION}",
+    )
+    _install(pins()["kubelet"], out)
+
+
+def containerd_ldflags() -> str:
+    pkg = "github.com/containerd/containerd/v2"
+    return (f"-s -w -X {pkg}/version.Version={CONTAINERD_VERSION} "
+            f"-X {pkg}/version.Package=github.com/containerd/containerd")
+
+
+def build_containerd() -> None:
+    """containerd, its runc shim and ctr, as its Makefile builds them: static (no cgo, so
+    no btrfs snapshotter), without generated docs. The module has no replaces, so
+    ``go install module/cmd/x@version`` builds exactly the release's dependency graph."""
+    work = tools_dir() / "src" / "containerd"
+    out = work / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    module = "github.com/containerd/containerd/v2"
+    _run_go(
+        ["install", "-v", "-trimpath", "-tags", "urfave_cli_no_docs no_btrfs",
+         "-ldflags", containerd_ldflags(),
+         *(f"{module}/cmd/{name}@{CONTAINERD_VERSION}" for name in CONTAINERD_COMMANDS)],
+        work, f"building containerd {CONTAINERD_VERSION}",
+        env={"GOBIN": str(out), "CGO_ENABLED": "0"},
+    )
+    for name in CONTAINERD_COMMANDS:
+        _install(pins()[name], out / name)
+
+
+def build_real_node_tools(todo: list[str]) -> None:
+    if not _go():
+        raise ToolchainError(
+            "cannot build " + ", ".join(todo) + ": the real-node tools are built from the Go "
+            "module proxy; install Go 1.26 or newer"
+        )
+    if "kubelet" in todo:
+        build_kubelet()
+    if any(name in CONTAINERD_COMMANDS for name in todo):
+        build_containerd()
+
+
 # ------------------------------------------------------------ downloads
 
 
@@ -410,6 +490,10 @@ def ensure_tools(names: tuple[str, ...] = ALL_TOOLS, force: bool = False) -> Non
             _place(table[name], cached)
             _say(f"{name}: copied from cache {cached.parent}")
             todo.remove(name)
+    real = [n for n in todo if n in REAL_NODE_TOOLS]
+    if real:
+        build_real_node_tools(real)
+        todo = [n for n in todo if n not in REAL_NODE_TOOLS]
     if not todo:
         _say(f"all tools current in {bin_dir()}")
         return
@@ -435,13 +519,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dgxsim-tools", description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild even if current")
     parser.add_argument("--check", action="store_true", help="only report what is missing")
+    parser.add_argument("--real-node", action="store_true",
+                        help=f"the real-node tools: {', '.join(REAL_NODE_TOOLS)}")
     parser.add_argument("tools", nargs="*", metavar="TOOL",
-                        help=f"subset of {', '.join(ALL_TOOLS)}")
+                        help=f"subset of {', '.join(KNOWN_TOOLS)}")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.tools) - set(ALL_TOOLS))
+    unknown = sorted(set(args.tools) - set(KNOWN_TOOLS))
     if unknown:
-        parser.error(f"unknown tool {', '.join(unknown)}; known: {', '.join(ALL_TOOLS)}")
-    names = tuple(args.tools) or ALL_TOOLS
+        parser.error(f"unknown tool {', '.join(unknown)}; known: {', '.join(KNOWN_TOOLS)}")
+    names = tuple(args.tools) + (REAL_NODE_TOOLS if args.real_node else ())
+    names = names or ALL_TOOLS
     if args.check:
         missing = missing_tools(names)
         for name in missing:
