@@ -11,12 +11,14 @@ directory (the daemon, ``dgxsim`` commands, ``nvidia-smi`` in containers).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import ValidationError
 
@@ -96,14 +98,36 @@ class NodeStore:
                 finally:
                     depth[key] -= 1
                 return
-            with open(key, "a+b") as handle:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            with _open_lock_file(key) as handle:
+                if handle is not None:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
                 depth[key] = 1
                 try:
                     yield
                 finally:
                     depth[key] = 0
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                    if handle is not None:
+                        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
+def _open_lock_file(key: Path) -> Iterator[BinaryIO | None]:
+    """The lock file, created if need be. A node state mounted read-only (``nvidia-smi``
+    in a container) is locked through a read-only descriptor, which flock accepts; with
+    no lock file there only readers come, and every file is replaced in one rename."""
+    handle: BinaryIO
+    try:
+        handle = open(key, "a+b")  # noqa: SIM115
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        try:
+            handle = open(key, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            yield None
+            return
+    with handle:
+        yield handle
 
 
 _local = threading.local()

@@ -272,6 +272,12 @@ class ControlPlane:
                 # `kubernetes` Service's endpoint every 10 s, and Endpoints refuse a
                 # loopback address; nothing in-cluster dials that Service here.
                 "--endpoint-reconciler-type=none",
+                # Real nodes: the API server reaches a kubelet (logs, exec) at the node's
+                # address, never by a host name nothing resolves, and signs in to it as
+                # the admin, whom the kubelet's webhook authorizer lets through.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={pki.client_cert(pkimod.ADMIN)}",
+                f"--kubelet-client-key={pki.client_key(pkimod.ADMIN)}",
             ]
         common = [
             "--bind-address=127.0.0.1", f"--tls-cert-file={pki.serving_cert}",

@@ -182,3 +182,26 @@ def ensure_pki(root: Path) -> Pki:
         pki.sa_public.write_bytes(sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return pki
+
+
+def ensure_node_certs(pki: Pki, node: str, node_ip: str, directory: Path) -> tuple[Path, Path]:
+    """A kubelet's two certificates, issued by the cluster CA into ``directory``: its client
+    certificate (``system:node:<node>`` in ``system:nodes``, as the Node authorizer expects)
+    and its serving certificate for ``node_ip``. Returns the client (cert, key) paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    client = (directory / "kubelet-client.crt", directory / "kubelet-client.key")
+    if not client[0].exists():
+        _sign_leaf(pki, _name(f"system:node:{node}", ("system:nodes",)),
+                   ExtendedKeyUsageOID.CLIENT_AUTH, None, *client)
+    serving = node_serving_cert(directory)
+    if not serving[0].exists():
+        sans: list[x509.GeneralName] = [x509.DNSName(node),
+                                        x509.IPAddress(ipaddress.ip_address(node_ip))]
+        _sign_leaf(pki, _name(f"system:node:{node}", ("system:nodes",)),
+                   ExtendedKeyUsageOID.SERVER_AUTH, sans, *serving)
+    return client
+
+
+def node_serving_cert(directory: Path) -> tuple[Path, Path]:
+    """Where :func:`ensure_node_certs` puts a kubelet's serving certificate and key."""
+    return directory / "kubelet.crt", directory / "kubelet.key"
