@@ -39,6 +39,8 @@ class ClusterSettings(BaseModel):
     """The ``nvidia.com/mig.config`` new nodes were labelled with, if any."""
     time_scale: float = Field(gt=0)
     """Simulated seconds per wall-clock second."""
+    real_nodes: int = Field(default=0, ge=0)
+    """Nodes under a real kubelet and containerd (``--real-nodes``)."""
     metrics: dict[str, str] = Field(default_factory=dict)
     """Prometheus endpoints by component (``node-agent``: the nodes' DCGM metrics)."""
 

@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
                     help="simulated DGX nodes to start (default 0)")
     up.add_argument("--apiserver-port", type=port_number, default=0, metavar="PORT",
                     help="kube-apiserver port on 127.0.0.1 (default: a free port)")
+    up.add_argument("--real-nodes", type=real_node_count, default=0, metavar="K",
+                    help="also start K nodes under a real kubelet with containerd 2 and runc, "
+                         "running pods as containers (needs root; default 0)")
     add_node_options(up)
     up.add_argument("--no-operator", action="store_true",
                     help="do not start the MIG and job-placement operator")
@@ -79,6 +82,17 @@ def register(sub: Any) -> None:
     agent.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     agent.set_defaults(func=cmd_agent)
+
+
+def real_node_count(text: str) -> int:
+    """``--real-nodes``: 0 to 16 (each is a kubelet, a relay and a node process)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"{value} is out of range 0-16")
+    return value
 
 
 def _say(message: str) -> None:
@@ -193,7 +207,41 @@ def _ensure_binaries() -> None:
         raise CommandError(str(err)) from err
 
 
+def _check_real_nodes(args: argparse.Namespace) -> None:
+    """Refuse ``--real-nodes`` without root before anything starts; get their tools."""
+    if not args.real_nodes:
+        return
+    from localkube.realnode import RealNodeError, require_root
+    from localkube.toolchain import REAL_NODE_TOOLS, ToolchainError, ensure_tools
+
+    try:
+        require_root()
+    except RealNodeError as err:
+        raise CommandError(str(err)) from err
+    try:
+        ensure_tools(REAL_NODE_TOOLS)
+    except ToolchainError as err:
+        raise CommandError(str(err)) from err
+
+
+def _start_real_nodes(args: argparse.Namespace, plane: ControlPlane) -> None:
+    from dgxsim.realnodes import start_real_nodes
+    from localkube import ControlPlaneError
+
+    state = plane.load_state()
+    assert state is not None
+    _say(f"starting {args.real_nodes} real nodes (kubelet {state.version}, containerd 2)")
+    t0 = time.monotonic()
+    try:
+        start_real_nodes(plane, state, args.real_nodes, args, _say)
+    except (ControlPlaneError, RuntimeError) as err:
+        plane.down()
+        raise CommandError(str(err)) from err
+    _say(f"{args.real_nodes} real nodes Ready in {time.monotonic() - t0:.1f}s")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    _check_real_nodes(args)
     if args.mig_config:
         from gpumodel.migparted import default_mig_configs
 
@@ -223,7 +271,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                if (name == AGENT and args.nodes) or (name == OPERATOR and not args.no_operator)}
     save_settings(plane.state_dir, ClusterSettings(
         nodes=args.nodes, kind=args.kind, mig_strategy=args.mig_strategy,
-        mig_config=args.mig_config, time_scale=args.time_scale, metrics=metrics))
+        mig_config=args.mig_config, time_scale=args.time_scale, metrics=metrics,
+        real_nodes=args.real_nodes))
     if args.nodes:
         _say(f"starting the node agent with {args.nodes} {args.kind} nodes")
         t0 = time.monotonic()
@@ -233,6 +282,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         except ControlPlaneError as err:
             raise CommandError(str(err)) from err
         _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
+    if args.real_nodes:
+        _start_real_nodes(args, plane)
     if not args.no_operator:
         _start_operator(plane, ports[OPERATOR])
     _start_supervisor(plane)
@@ -290,6 +341,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"state dir:  {plane.state_dir}")
     print(f"API server: {state.server} (Kubernetes {state.version})")
     print(f"kubeconfig: {plane.kubeconfig}")
+    from dgxsim.realnodes import describe
+
+    for line in describe(plane):
+        print(line)
     for name, line in report.items():
         print(f"  {name:<24} {line}")
     for name, url in (settings.metrics if settings else {}).items():
@@ -320,13 +375,17 @@ def watch_health(metrics_url: str) -> str:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from dgxsim.realnodes import stop_real_nodes
     from localkube import ControlPlane, ControlPlaneError
 
     plane = ControlPlane(state_dir_of(args))
     try:
+        removed = stop_real_nodes(plane)
         stopped = plane.down()
     except ControlPlaneError as err:
         raise CommandError(str(err)) from err
+    if removed:
+        _say(f"real nodes removed: {', '.join(removed)}")
     if stopped:
         _say(f"stopped {', '.join(stopped)}; state kept in {plane.state_dir}")
     else:

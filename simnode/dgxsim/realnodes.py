@@ -1,0 +1,226 @@
+"""``dgxsim up --real-nodes K``: simulated DGX nodes under a genuine kubelet, beside the others.
+
+:mod:`localkube.realnode` runs the machinery (containerd, kubelets, network
+namespaces); this module composes it with the node: the pause and workload
+images (the workload image holds this very dgxsim, so job containers have the
+``dgxsim`` entrypoint and ``nvidia-smi``), and per real node ``dgxsim node run``
+beside its kubelet, exactly as the chart's DaemonSet runs it on a kind worker:
+the device plugin registers at that kubelet's device-plugin directory and the
+node's CDI specification goes to containerd's CDI directory.
+
+Every process is recorded with the control plane, so the supervisor restarts
+it and ``status`` lists it. ``down`` must stop the kubelets before containers
+are removed (a kubelet would start them again) and containerd after, then
+remove the namespaces, mounts and cgroups: :func:`stop_real_nodes`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dgxsim.statedir import node_dir
+from gpumodel.vocabulary import DGX_NODE_LABEL, GPU_RESOURCE, MIG_CONFIG, NVIDIA_PREFIX
+from localkube import ControlPlane, ControlPlaneState
+from localkube.images import ImageArchive, pause_image, python_image
+from localkube.processes import is_alive, stop
+from localkube.realnode import RealNodeRecord, RealNodesState, Runtime, free_slots
+from localkube.supervisor import SUPERVISOR
+
+REAL_NODE_PREFIX = "dgx-real"
+CONTAINERD = "containerd"
+WORKLOAD_REPOSITORY = "registry.local/dgxsim/workload"
+READY_TIMEOUT_S = 300.0
+
+Say = Callable[[str], None]
+
+
+def real_node_names(count: int) -> list[str]:
+    return [f"{REAL_NODE_PREFIX}-{i}" for i in range(count)]
+
+
+def kubelet_process(name: str) -> str:
+    return f"kubelet-{name}"
+
+
+def relay_process(name: str) -> str:
+    return f"relay-{name}"
+
+
+def node_process(name: str) -> str:
+    return f"node-{name}"
+
+
+# ------------------------------------------------------------------ images
+
+
+def project_wheel(directory: Path) -> Path:
+    """dgxsim as a wheel: built from the checkout, or packed from the installed files."""
+    from localkube.toolchain import REPO_ROOT, _in_checkout
+
+    if _in_checkout():
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
+             str(directory), str(REPO_ROOT)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"building dgxsim's wheel failed: {result.stderr.strip()[-300:]}")
+        return next(directory.glob("dgxsim-*.whl"))
+    return _wheel_from_installed(directory)
+
+
+def _wheel_from_installed(directory: Path) -> Path:
+    """The installed distribution's files (its RECORD names them) zipped back into a wheel."""
+    from importlib.metadata import distribution
+
+    dist = distribution("dgxsim")
+    path = directory / f"dgxsim-{dist.version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for file in dist.files or []:
+            located = Path(str(dist.locate_file(file)))
+            if located.is_file() and "__pycache__" not in file.parts \
+                    and not str(file).startswith(".."):
+                wheel.write(located, str(file))
+    return path
+
+
+def workload_image(say: Say) -> ImageArchive:
+    """Debian's python3 with this dgxsim installed, tagged by the wheel's content."""
+    if sys.version_info[:2] != (3, 11):
+        raise RuntimeError("the workload image installs dgxsim for Debian 12's Python 3.11; "
+                           "run dgxsim with Python 3.11 for real nodes")
+    with tempfile.TemporaryDirectory(prefix="dgxsim-wheel-") as tmp:
+        wheel = project_wheel(Path(tmp))
+        import hashlib
+
+        tag = hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]
+        return python_image(f"{WORKLOAD_REPOSITORY}:{tag}", [wheel],
+                            [sys.executable, "-m", "pip"], say)
+
+
+# ------------------------------------------------------------------ start
+
+
+def node_run_argv(plane: ControlPlane, runtime: Runtime, record: RealNodeRecord,
+                  options: Any) -> list[str]:
+    return [sys.executable, "-m", "dgxsim", "node", "run",
+            "--state-dir", str(node_dir(plane.state_dir, record.name)),
+            "--node-name", record.name, "--kind", options.kind,
+            "--mig-strategy", options.mig_strategy,
+            "--device-plugin-dir", str(record.device_plugin_dir),
+            "--cdi-dir", str(runtime.cdi_dir), "--kubeconfig", str(plane.kubeconfig),
+            "--time-scale", repr(options.time_scale)]
+
+
+def start_real_nodes(plane: ControlPlane, state: ControlPlaneState, count: int,
+                     options: Any, say: Say) -> RealNodesState:
+    """containerd, the images, then per node its network, relay, kubelet and node process;
+    each waited for. On any failure what was set up is removed again."""
+    runtime = Runtime(plane.state_dir)
+    try:
+        return _start(plane, state, runtime, count, options, say)
+    except BaseException:
+        stop_real_nodes(plane)
+        raise
+
+
+def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, count: int,
+           options: Any, say: Say) -> RealNodesState:
+    pause = pause_image(say)
+    workload = workload_image(say)
+    runtime.prepare(pause.reference)
+    say("starting containerd")
+    plane.start_extra(CONTAINERD, runtime.containerd_argv(), runtime.containerd_ready)
+    for archive in (pause, workload):
+        say(f"importing {archive.reference} into containerd")
+        runtime.import_image(archive)
+    records: list[RealNodeRecord] = []
+    real = RealNodesState(runtime_dir=runtime.dir, tag=runtime.tag,
+                          sandbox_image=pause.reference, workload_image=workload.reference,
+                          nodes=records)
+    for name, slot in zip(real_node_names(count), free_slots(count), strict=True):
+        t0 = time.monotonic()
+        record = runtime.setup_node(name, slot, plane.pki, state.ports.apiserver)
+        records.append(record)
+        runtime.save(real.model_copy(update={"nodes": list(records)}))
+        plane.start_extra(relay_process(name), [
+            sys.executable, "-m", "localkube.relay", "--netns", str(record.netns_path),
+            "--port", str(state.ports.apiserver)], lambda: True)
+        labels = [f"{DGX_NODE_LABEL}=true"]
+        if options.mig_config:
+            labels.append(f"{MIG_CONFIG}={options.mig_config}")
+        plane.start_extra(kubelet_process(name), [
+            *runtime.kubelet_argv(record), f"--node-labels={','.join(labels)}"],
+            _node_ready(plane, name, devices=False), READY_TIMEOUT_S)
+        plane.start_extra(node_process(name), node_run_argv(plane, runtime, record, options),
+                          _node_ready(plane, name, devices=True), READY_TIMEOUT_S)
+        say(f"real node {name} Ready at {record.node_ip} in {time.monotonic() - t0:.1f}s")
+    return real.model_copy(update={"nodes": records})
+
+
+def _node_ready(plane: ControlPlane, name: str, devices: bool) -> Callable[[], bool]:
+    """Whether Node ``name`` is Ready (and, with ``devices``, advertises GPUs)."""
+    from dgxsim.kubeapi import run_reads
+    from kubewire import KubeError
+
+    async def get(kube: Any) -> Any:
+        return await kube.read_node(name)
+
+    def check() -> bool:
+        try:
+            node = run_reads(plane.kubeconfig, get)
+        except KubeError:  # not registered yet, or the API server is busy
+            return False
+        status = node.get("status", {})
+        ready = any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in status.get("conditions", []))
+        advertised = any(k.startswith(NVIDIA_PREFIX) and v != "0"
+                         for k, v in status.get("allocatable", {}).items())
+        return ready and (advertised or not devices)
+
+    return check
+
+
+# ------------------------------------------------------------------ stop
+
+
+def stop_real_nodes(plane: ControlPlane) -> list[str]:
+    """Stop the supervisor and the kubelets, remove every container, then (after the other
+    processes) the namespaces, mounts and cgroups. Returns what was removed."""
+    runtime = Runtime(plane.state_dir)
+    real = runtime.load()
+    if real is None:
+        return []
+    state = plane.load_state()
+    records = state.processes if state else []
+    names = {n.name for n in real.nodes}
+    first = [r for r in records if r.name == SUPERVISOR
+             or r.name in {kubelet_process(n) for n in names} | {node_process(n) for n in names}]
+    for record in first:
+        if is_alive(record):
+            stop(record)
+    removed = runtime.remove_containers()
+    for record in reversed(records):
+        last = {relay_process(n) for n in names} | {CONTAINERD}
+        if record.name in last and is_alive(record):
+            stop(record)
+    runtime.teardown(real)
+    return [f"{len(removed)} containers", *(f"network namespace {n.netns}" for n in real.nodes)]
+
+
+def describe(plane: ControlPlane) -> list[str]:
+    """Lines for ``dgxsim status``: each real node, its address and the workload image."""
+    real = Runtime(plane.state_dir).load()
+    if real is None:
+        return []
+    lines = [f"real node:  {n.name} at {n.node_ip} (network namespace {n.netns}, "
+             f"kubelet root {n.root_dir})" for n in real.nodes]
+    if real.workload_image:
+        lines.append(f"workload image: {real.workload_image} (containerd namespace k8s.io; "
+                     f"{GPU_RESOURCE} pods use it)")
+    return lines
