@@ -196,10 +196,13 @@ class NodePlugin:
             log.info("no kubelet socket yet at %s; %s registers when it appears",
                      self.kubelet_socket, srv.resource)
             return
+        # Marked before the call: a new server's socket wakes the watchdog while this
+        # registration is in flight, and it must not register the resource a second time.
+        srv.registered_with = kubelet
         try:
             await register(self.kubelet_socket, srv.resource, srv.socket_path.name)
-            srv.registered_with = kubelet
         except RegistrationError as err:
+            srv.registered_with = None
             log.warning("%s", err)
 
     async def _follow_source(self) -> None:

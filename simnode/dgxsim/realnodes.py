@@ -112,7 +112,7 @@ def node_run_argv(plane: ControlPlane, runtime: Runtime, record: RealNodeRecord,
             "--state-dir", str(node_dir(plane.state_dir, record.name)),
             "--node-name", record.name, "--kind", options.kind,
             "--mig-strategy", options.mig_strategy,
-            "--device-plugin-dir", str(record.device_plugin_dir),
+            "--device-plugin-dir", str(record.device_plugin_link),
             "--cdi-dir", str(runtime.cdi_dir), "--kubeconfig", str(plane.kubeconfig),
             "--time-scale", repr(options.time_scale)]
 

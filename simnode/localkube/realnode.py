@@ -63,6 +63,7 @@ KUBELET_DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
 """Fixed in the kubelet (``pluginapi.DevicePluginPath``)."""
 CGROUP_FS = Path("/sys/fs/cgroup")
 STATE_FILE = "realnodes.json"
+SHORT_LINKS = Path("/run/dgxsim")
 
 
 class RealNodeError(ControlPlaneError):
@@ -107,6 +108,12 @@ class RealNodeRecord(BaseModel):
     @property
     def device_plugin_dir(self) -> Path:
         return self.root_dir / "device-plugins"
+
+    @property
+    def device_plugin_link(self) -> Path:
+        """A short path to :attr:`device_plugin_dir` for plugins to bind their sockets at:
+        a Unix socket's path may not exceed 107 bytes, and state directories can be deep."""
+        return SHORT_LINKS / self.netns
 
 
 class RealNodesState(BaseModel):
@@ -276,6 +283,9 @@ imports = []
         _make_netns(record)
         _make_cgroups(record.cgroup_root)
         KUBELET_DEVICE_PLUGINS.mkdir(parents=True, exist_ok=True)  # the bind's mount point
+        SHORT_LINKS.mkdir(parents=True, exist_ok=True)
+        record.device_plugin_link.unlink(missing_ok=True)
+        record.device_plugin_link.symlink_to(record.device_plugin_dir)
         self._write_kubelet_files(record, pki, api_port)
         return record
 
@@ -405,6 +415,7 @@ imports = []
         _unmount_under(self.dir)
         for record in state.nodes:
             _run(["ip", "netns", "delete", record.netns], "deleting a netns", check=False)
+            record.device_plugin_link.unlink(missing_ok=True)
             _remove_cgroups(record.cgroup_root)
         _run(["ip", "link", "delete", self.bridge], "deleting the bridge", check=False)
         (self.dir / STATE_FILE).unlink(missing_ok=True)
