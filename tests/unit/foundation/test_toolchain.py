@@ -106,5 +106,24 @@ def test_without_go_or_network_one_message_says_what_to_install(
 
 def test_unknown_tool_names_are_refused() -> None:
     with pytest.raises(SystemExit) as exit_info:
-        toolchain.main(["kubelet"])
+        toolchain.main(["kube-proxy"])
     assert exit_info.value.code == 2
+
+
+def test_real_node_tools_are_built_only_when_asked_for() -> None:
+    assert not set(toolchain.REAL_NODE_TOOLS) & set(toolchain.ALL_TOOLS)
+    table = toolchain.pins()
+    assert table["kubelet"].version == toolchain.KUBERNETES_VERSION
+    assert {table[n].source for n in toolchain.CONTAINERD_COMMANDS} == {
+        "github.com/containerd/containerd/v2"}
+    assert toolchain.CONTAINERD_VERSION.startswith("v2.")
+
+
+def test_real_node_tools_without_go_say_so_in_one_line(
+        isolated_tools: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(toolchain, "_go", lambda: None)
+    assert toolchain.main(["--real-node"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "kubelet" in err[0] and "containerd" in err[0] and "install Go" in err[0]

@@ -1,0 +1,156 @@
+"""What a real node is made of, checked without root: images, containerd's and the kubelet's
+configuration, addresses. The tier in tests/realnode runs them for real."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localkube import images, realnode
+from localkube.pki import ensure_pki
+
+
+def _blob(tar: tarfile.TarFile, digest: str) -> bytes:
+    member = tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+    assert member is not None
+    data = member.read()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+    return data
+
+
+def test_an_oci_archive_is_a_consistent_image_layout(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "tool").write_text("#!/bin/sh\n")
+    (root / "link").symlink_to("bin/tool")
+    images.layer_from_dir(root, tmp_path / "layer.tar")
+    archive = images.write_oci_archive(tmp_path / "image.tar", "registry.local/x/y:1",
+                                       [tmp_path / "layer.tar"], {"Cmd": ["/bin/tool"]})
+    with tarfile.open(archive.path) as tar:
+        assert json.loads(tar.extractfile("oci-layout").read())["imageLayoutVersion"]  # type: ignore[union-attr]
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        entry = index["manifests"][0]
+        assert entry["annotations"]["io.containerd.image.name"] == "registry.local/x/y:1"
+        manifest = json.loads(_blob(tar, entry["digest"]))
+        config = json.loads(_blob(tar, manifest["config"]["digest"]))
+        layer = manifest["layers"][0]
+        assert config["rootfs"]["diff_ids"] == [layer["digest"]]
+        with tarfile.open(fileobj=io.BytesIO(_blob(tar, layer["digest"]))) as inner:
+            names = inner.getnames()
+            assert inner.getmember("link").issym()
+    assert names == ["bin", "bin/tool", "link"]
+    assert config["config"] == {"Cmd": ["/bin/tool"]}
+
+
+def test_the_same_tree_gives_the_same_layer(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a").write_text("a")
+    images.layer_from_dir(root, tmp_path / "one.tar")
+    images.layer_from_dir(root, tmp_path / "two.tar")
+    assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
+
+
+def test_console_scripts_of_installed_wheels_are_found(tmp_path: Path) -> None:
+    info = tmp_path / "dgxsim-0.1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text(
+        "[console_scripts]\ndgxsim = dgxsim.cli:main\nnvidia-smi = dgxnode.nvidia_smi:main\n"
+        "\n[other]\nx = y:z\n")
+    assert images._console_scripts(tmp_path) == {
+        "dgxsim": "dgxsim.cli:main", "nvidia-smi": "dgxnode.nvidia_smi:main"}
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> realnode.Runtime:
+    monkeypatch.setattr(realnode.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(realnode, "_cni_bin_dir", lambda: Path("/usr/lib/cni"))
+    return realnode.Runtime(tmp_path / "state")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_containerd_keeps_its_files_under_the_state_dir(runtime: realnode.Runtime) -> None:
+    config = tomllib.loads(runtime.containerd_config("registry.local/dgxsim/pause:3.10"))
+    cri = config["plugins"]["io.containerd.cri.v1.runtime"]
+    assert cri["restrict_oom_score_adj"] is True
+    assert cri["cdi_spec_dirs"] == [str(runtime.cdi_dir)]
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
+    images_cfg = config["plugins"]["io.containerd.cri.v1.images"]
+    assert images_cfg["pinned_images"]["sandbox"] == "registry.local/dgxsim/pause:3.10"
+    assert config["plugins"]["io.containerd.nri.v1.nri"]["disable"] is True
+    paths = [s for s in _strings(config) if s.startswith("/")]
+    outside = [p for p in paths if not p.startswith(str(runtime.state_dir))
+               and p not in ("/usr/sbin/runc", "/usr/lib/cni")
+               and not p.endswith("containerd-shim-runc-v2")]
+    assert outside == []
+
+
+def test_cni_gives_pods_addresses_without_a_gateway(runtime: realnode.Runtime) -> None:
+    bridge = runtime.cni_config()["plugins"][0]  # type: ignore[index]
+    assert bridge["isGateway"] is False and bridge["ipMasq"] is False
+    assert bridge["ipam"]["dataDir"].startswith(str(runtime.state_dir))
+
+
+def _record(runtime: realnode.Runtime) -> realnode.RealNodeRecord:
+    return realnode.RealNodeRecord(
+        name="dgx-real-0", slot=3, netns="dgxsim-abc123-3", host_veth="dgxabc123-3",
+        host_ip="198.18.0.13", node_ip="198.18.0.14",
+        root_dir=runtime.node_dir("dgx-real-0") / "kubelet", cgroup_root="/dgxsim-abc-dgx")
+
+
+def test_the_kubelet_is_configured_for_cgroupfs_on_v1(runtime: realnode.Runtime,
+                                                      tmp_path: Path) -> None:
+    record = _record(runtime)
+    pki = ensure_pki(tmp_path / "pki")
+    config = runtime.kubelet_config(record, pki)
+    assert config["cgroupDriver"] == "cgroupfs" and config["failCgroupV1"] is False
+    assert config["cgroupRoot"] == record.cgroup_root
+    assert config["address"] == record.node_ip
+    assert config["containerRuntimeEndpoint"] == f"unix://{runtime.socket}"
+    assert config["authorization"] == {"mode": "Webhook"}
+    assert config["authentication"]["anonymous"] == {"enabled": False}  # type: ignore[index]
+    paths = [s for s in _strings(config) if s.startswith("/") and s != record.cgroup_root]
+    assert all(p.startswith((str(record.root_dir), str(pki.root))) for p in paths), paths
+
+
+def test_the_kubelet_runs_in_the_nodes_namespace_with_its_own_plugin_dir(
+        runtime: realnode.Runtime) -> None:
+    record = _record(runtime)
+    argv = runtime.kubelet_argv(record)
+    assert argv[:2] == ["nsenter", "--net=/run/netns/dgxsim-abc123-3"]
+    assert str(record.device_plugin_dir) in argv
+    assert str(realnode.KUBELET_DEVICE_PLUGINS) in argv
+    assert "--node-ip=198.18.0.14" in argv and "--hostname-override=dgx-real-0" in argv
+    assert len(str(record.device_plugin_link / "nvidia-mig-1g.5gb.sock")) < 108
+
+
+def test_node_addresses_skip_those_the_machine_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    listing = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
+               "5: dgxa-0    inet 198.18.0.1/30 scope global dgxa-0\n"
+               "7: dgxa-2    inet 198.18.0.9/30 scope global dgxa-2\n")
+    monkeypatch.setattr(realnode, "_run", lambda *a, **k: subprocess.CompletedProcess(
+        a[0], 0, listing, ""))
+    assert realnode.free_slots(3) == [1, 3, 4]
+
+
+def test_without_root_real_nodes_are_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(realnode.os, "geteuid", lambda: 1000)
+    with pytest.raises(realnode.RealNodeError) as err:
+        realnode.require_root()
+    assert "need root" in str(err.value) and "\n" not in str(err.value)
