@@ -77,7 +77,9 @@ class NodeStore:
 
     def save(self, state: NodeState) -> None:
         """Replace the file with ``state`` in one atomic step."""
-        atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n")
+        # World-readable: job containers (any user) read it for nvidia-smi, as they
+        # would query a real driver; the node's layout is no secret.
+        atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n", mode=0o644)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -36,6 +36,8 @@ from localkube.supervisor import SUPERVISOR
 REAL_NODE_PREFIX = "dgx-real"
 CONTAINERD = "containerd"
 WORKLOAD_REPOSITORY = "registry.local/dgxsim/workload"
+WORKLOAD_ALIAS = "docker.io/library/dgxsim:dev"
+"""What the kind walkthrough's Jobs (``kind/*.yaml``) name: ``make image`` builds it there."""
 READY_TIMEOUT_S = 300.0
 
 Say = Callable[[str], None]
@@ -100,7 +102,7 @@ def workload_image(say: Say) -> ImageArchive:
 
         tag = hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]
         return python_image(f"{WORKLOAD_REPOSITORY}:{tag}", [wheel],
-                            [sys.executable, "-m", "pip"], say)
+                            [sys.executable, "-m", "pip"], say, entrypoint="dgxsim")
 
 
 # ------------------------------------------------------------------ start
@@ -136,9 +138,10 @@ def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, coun
     runtime.prepare(pause.reference)
     say("starting containerd")
     plane.start_extra(CONTAINERD, runtime.containerd_argv(), runtime.containerd_ready)
-    for archive in (pause, workload):
-        say(f"importing {archive.reference} into containerd")
-        runtime.import_image(archive)
+    say(f"importing {pause.reference} into containerd")
+    runtime.import_image(pause)
+    say(f"importing {workload.reference} (also as {WORKLOAD_ALIAS}) into containerd")
+    runtime.import_image(workload, WORKLOAD_ALIAS)
     records: list[RealNodeRecord] = []
     real = RealNodesState(runtime_dir=runtime.dir, tag=runtime.tag,
                           sandbox_image=pause.reference, workload_image=workload.reference,

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,13 +131,13 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_oci_archive(dest: Path, reference: str, layers: Iterable[Path],
-                      config: dict[str, object]) -> ImageArchive:
+                      config: Mapping[str, object]) -> ImageArchive:
     """An OCI image layout (``oci-layout``, ``index.json``, ``blobs/sha256``) in a tar,
     named ``reference`` for containerd (``io.containerd.image.name``)."""
     layers = list(layers)
     layer_digests = [_file_sha(layer) for layer in layers]
     image_config = {
-        "architecture": "amd64", "os": "linux", "config": config,
+        "architecture": "amd64", "os": "linux", "config": dict(config),
         "rootfs": {"type": "layers", "diff_ids": layer_digests},
     }
     config_bytes = json.dumps(image_config, sort_keys=True).encode()
@@ -250,10 +250,12 @@ def _console_scripts(site: Path) -> dict[str, str]:
 
 
 def python_image(reference: str, wheels: list[Path], pip: list[str],
-                 progress: Progress = lambda _m: None) -> ImageArchive:
+                 progress: Progress = lambda _m: None, entrypoint: str | None = None
+                 ) -> ImageArchive:
     """Debian's python3 plus ``wheels`` (and their dependencies) installed with ``pip``
-    (a pip of the same Python minor version as Debian's), their console scripts on PATH."""
-    digest = hashlib.sha256(reference.encode())
+    (a pip of the same Python minor version as Debian's), their console scripts on PATH;
+    ``entrypoint`` names one of them as the image's entrypoint."""
+    digest = hashlib.sha256(f"{reference} {entrypoint}".encode())
     for wheel in sorted(wheels):
         digest.update(_file_sha(wheel).encode())
     base = base_rootfs_layer(progress)
@@ -280,5 +282,4 @@ def python_image(reference: str, wheels: list[Path], pip: list[str],
         return write_oci_archive(dest, reference, [base, app], {
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", f"PYTHONPATH={PYTHON_PREFIX}",
                     "PYTHONUNBUFFERED=1"],
-            "Cmd": ["/bin/sh"],
-        })
+        } | ({"Entrypoint": [entrypoint]} if entrypoint else {"Cmd": ["/bin/sh"]}))

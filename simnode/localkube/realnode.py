@@ -264,11 +264,16 @@ imports = []
         return self.socket.exists() and self.ctr("version", step="ctr version",
                                                  check=False).returncode == 0
 
-    def import_image(self, archive: ImageArchive) -> None:
+    def import_image(self, archive: ImageArchive, *aliases: str) -> None:
+        """Import ``archive``, also under ``aliases``; pinned, so image GC keeps them."""
         self.ctr("images", "import", "--snapshotter", "overlayfs", str(archive.path),
                  step=f"importing {archive.reference}")
-        self.ctr("images", "label", archive.reference, "io.cri-containerd.pinned=pinned",
-                 step=f"pinning {archive.reference}")
+        for alias in aliases:
+            self.ctr("images", "tag", "--force", archive.reference, alias,
+                     step=f"tagging {archive.reference} as {alias}")
+        for name in (archive.reference, *aliases):
+            self.ctr("images", "label", name, "io.cri-containerd.pinned=pinned",
+                     step=f"pinning {name}")
 
     # ------------------------------------------------------------ nodes
 

@@ -28,6 +28,7 @@ from localkube.realnode import Runtime
 from localkube.toolchain import bin_dir
 
 REAL = "dgx-real-0"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
@@ -73,6 +74,8 @@ def job(name: str, image: str, resource: str, count: int, command: str) -> str:
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
         "spec": {"backoffLimit": 0, "template": {"spec": {
             "restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": REAL},
+            # Not root, as the kind walkthrough's Jobs: nvidia-smi must work for anyone.
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
             "containers": [{"name": "main", "image": image, "command": ["sh", "-c", command],
                             "resources": {"limits": {resource: str(count)}}}]}}}})
 
@@ -185,10 +188,16 @@ def test_mig_relabel_then_a_mig_job(cluster: Path) -> None:
         "nvidia.com/mig-1g.5gb") == "56", timeout_s=120)
     assert node(cluster)["status"]["allocatable"]["nvidia.com/gpu"] == "0"
     assert registrations(cluster, "nvidia.com/mig-1g.5gb") == 1
+    # The kind walkthrough's MIG Job, unchanged (image dgxsim:dev, `dgxsim workload`).
+    kubectl(cluster, "apply", "-f", str(REPO_ROOT / "kind" / "mig-job.yaml"))
     logs = run_job(cluster, "mig-one", "nvidia.com/mig-1g.5gb", 1)
     devices = visible_devices(logs)
     assert len(devices) == 1 and devices[0].startswith("MIG-"), logs
     assert f"(UUID: {devices[0]})" in logs
+    kubectl(cluster, "wait", "--for=condition=complete", "job/mig-job", "--timeout=300s")
+    walkthrough = kubectl(cluster, "logs", "job/mig-job")
+    assert re.match(r"dgxsim workload: 30 s on MIG-[0-9a-f-]+\n", walkthrough), walkthrough
+    assert walkthrough.rstrip().endswith('{"status": "completed", "steps": 30}')
 
 
 def _mounts_under(path: Path) -> list[str]:

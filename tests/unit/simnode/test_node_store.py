@@ -107,3 +107,32 @@ def test_two_processes_sharing_a_state_dir_lose_no_change(tmp_path: Path) -> Non
               for i in range(8)}
     assert node.state.allocations == owners
     assert node.state.generation == 2 * 15 * 8 + 8, "every commit of both processes counts"
+
+
+def test_the_state_is_readable_by_any_user_of_a_container(tmp_path: Path) -> None:
+    """Job containers run nvidia-smi as any user against the state mounted read-only."""
+    SimNode.create("node-a", store=NodeStore(tmp_path))
+    assert (tmp_path / "node.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_read_only_state_is_read_through_a_read_only_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a container, where the state is mounted read-only (even for root)."""
+    import errno
+
+    import dgxnode.store as store_module
+
+    SimNode.create("node-a", store=NodeStore(tmp_path))
+    modes: list[str] = []
+
+    def read_only_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        modes.append(mode)
+        if any(c in mode for c in "wa+"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "open", read_only_open, raising=False)
+    store = NodeStore(tmp_path)
+    with store.locked():
+        assert SimNode.open(store).name == "node-a"
+    assert modes[:2] == ["a+b", "rb"]
