@@ -62,6 +62,10 @@ CRI_NAMESPACE = "k8s.io"
 KUBELET_DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
 """Fixed in the kubelet (``pluginapi.DevicePluginPath``)."""
 CGROUP_FS = Path("/sys/fs/cgroup")
+CNI_CACHE = Path("/var/lib/cni/results")
+"""libcni's result cache (containerd does not let it move)."""
+KUBELET_LOG_LINKS = Path("/var/log/containers")
+"""Where the kubelet links each container's log (a constant of the kubelet)."""
 STATE_FILE = "realnodes.json"
 SHORT_LINKS = Path("/run/dgxsim")
 
@@ -390,6 +394,9 @@ imports = []
                     break
                 time.sleep(0.1)
             self.ctr("containers", "delete", cid, step="delete container", check=False)
+            # Without the kubelet no CNI DEL runs: drop CNI's cached results of the sandbox.
+            for cached in CNI_CACHE.glob(f"*-{cid}-*"):
+                cached.unlink(missing_ok=True)
         return ids
 
     def _has_task(self, cid: str) -> bool:
@@ -418,6 +425,10 @@ imports = []
         """After every process is stopped: mounts, namespaces, the bridge and cgroups."""
         self.stop_shims()
         _unmount_under(self.dir)
+        for link in KUBELET_LOG_LINKS.glob("*.log"):
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and self.dir in Path(os.readlink(link)).parents:
+                    link.unlink()
         for record in state.nodes:
             _run(["ip", "netns", "delete", record.netns], "deleting a netns", check=False)
             record.device_plugin_link.unlink(missing_ok=True)

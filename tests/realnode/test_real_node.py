@@ -217,10 +217,12 @@ def test_down_stops_everything_and_removes_the_node(cluster: Path) -> None:
                 and _cmdline_mentions(p, str(cluster), str(shim), real.nodes[0].netns)]
     assert leftover == []
     assert _mounts_under(cluster) == []
+    links = Path("/var/log/containers")
+    assert not [p for p in links.glob("*.log") if str(cluster) in os.readlink(p)]
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert real.nodes[0].netns not in namespaces
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert real.nodes[0].host_veth not in links
+    veths = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert real.nodes[0].host_veth not in veths
     assert not any(Path("/sys/fs/cgroup", c, real.nodes[0].cgroup_root.lstrip("/")).exists()
                    for c in ("memory", "cpu", "pids"))
 
