@@ -135,7 +135,10 @@ def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, coun
            options: Any, say: Say) -> RealNodesState:
     pause = pause_image(say)
     workload = workload_image(say)
-    runtime.prepare(pause.reference)
+    from localkube.processes import free_port
+
+    stream_port = free_port()
+    runtime.prepare(pause.reference, stream_port)
     say("starting containerd")
     plane.start_extra(CONTAINERD, runtime.containerd_argv(), runtime.containerd_ready)
     say(f"importing {pause.reference} into containerd")
@@ -144,7 +147,8 @@ def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, coun
     runtime.import_image(workload, WORKLOAD_ALIAS)
     records: list[RealNodeRecord] = []
     real = RealNodesState(runtime_dir=runtime.dir, tag=runtime.tag,
-                          sandbox_image=pause.reference, workload_image=workload.reference,
+                          sandbox_image=pause.reference, stream_port=stream_port,
+                          workload_image=workload.reference,
                           nodes=records)
     for name, slot in zip(real_node_names(count), free_slots(count), strict=True):
         t0 = time.monotonic()
@@ -153,7 +157,7 @@ def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, coun
         runtime.save(real.model_copy(update={"nodes": list(records)}))
         plane.start_extra(relay_process(name), [
             sys.executable, "-m", "localkube.relay", "--netns", str(record.netns_path),
-            "--port", str(state.ports.apiserver)], lambda: True)
+            "--port", str(state.ports.apiserver), "--port", str(stream_port)], lambda: True)
         labels = [f"{DGX_NODE_LABEL}=true"]
         if options.mig_config:
             labels.append(f"{MIG_CONFIG}={options.mig_config}")

@@ -128,6 +128,7 @@ class RealNodesState(BaseModel):
     runtime_dir: Path
     tag: str
     sandbox_image: str
+    stream_port: int
     workload_image: str | None = None
     nodes: list[RealNodeRecord]
 
@@ -176,7 +177,7 @@ class Runtime:
 
     # ------------------------------------------------------------ containerd
 
-    def containerd_config(self, sandbox_image: str) -> str:
+    def containerd_config(self, sandbox_image: str, stream_port: int) -> str:
         runc = shutil.which("runc")
         if runc is None:
             raise RealNodeError("runc is not installed (apt-get install runc, or "
@@ -220,7 +221,7 @@ imports = []
 
   [plugins.'io.containerd.grpc.v1.cri']
     stream_server_address = '127.0.0.1'
-    stream_server_port = '0'
+    stream_server_port = '{stream_port}'
 
   [plugins.'io.containerd.internal.v1.opt']
     path = '{d / "opt"}'
@@ -244,13 +245,15 @@ imports = []
             ],
         }
 
-    def prepare(self, sandbox_image: str) -> Path:
-        """Write containerd's and CNI's configuration; returns the containerd config path."""
+    def prepare(self, sandbox_image: str, stream_port: int) -> Path:
+        """Write containerd's and CNI's configuration; returns the containerd config path.
+        ``stream_port``: containerd's streaming server (exec, attach, port-forward) on the
+        host's loopback, which each node's relay also forwards."""
         for sub in ("root", "state", "tmp", "opt", "runc", "cdi", "cni/net.d"):
             (self.containerd_dir / sub).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.containerd_dir / "cni" / "ipam", ignore_errors=True)
         config = self.containerd_dir / "config.toml"
-        atomic_write_text(config, self.containerd_config(sandbox_image))
+        atomic_write_text(config, self.containerd_config(sandbox_image, stream_port))
         atomic_write_text(self.cni_conf_dir / "10-dgxsim.conflist",
                           json.dumps(self.cni_config(), indent=1))
         return config

@@ -1,4 +1,4 @@
-"""A TCP relay from inside a network namespace to the API server on the host's loopback.
+"""A TCP relay from inside a network namespace to servers on the host's loopback.
 
 A real node's kubelet runs in a network namespace of its own (its node address
 lives there, so the API server reaches it by address and the machine's own
@@ -7,9 +7,11 @@ only. This relay, started in the host's namespace, opens its listening socket
 inside the node's namespace on 127.0.0.1 and the same port (a socket stays in
 the namespace it was created in), and forwards each connection to the host's
 127.0.0.1. The kubelet's kubeconfig then names ``https://127.0.0.1:<port>``,
-which the API server's certificate already covers.
+which the API server's certificate already covers. containerd's streaming
+server (``kubectl exec``, ``attach``, ``port-forward``: the kubelet dials the
+URL containerd hands it, on 127.0.0.1) is relayed the same way.
 
-Run as ``python -m localkube.relay --netns /run/netns/NAME --port PORT``.
+Run as ``python -m localkube.relay --netns /run/netns/NAME --port PORT [--port PORT...]``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ctypes
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 
 CLONE_NEWNET = 0x40000000
 CHUNK = 1 << 16
@@ -65,32 +68,40 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def serve(netns: str, port: int, target_port: int) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+async def serve(netns: str, ports: list[int]) -> None:
+    def handler(port: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                       Awaitable[None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+        return handle
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await asyncio.start_server(handle, sock=listen_in(netns, port))
-    async with server:
+    servers = [await asyncio.start_server(handler(port), sock=listen_in(netns, port))
+               for port in ports]
+    try:
         await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localkube-relay", description=__doc__.splitlines()[0])
     parser.add_argument("--netns", required=True, help="path of the network namespace")
-    parser.add_argument("--port", type=int, required=True, help="port to listen on in it")
-    parser.add_argument("--target-port", type=int, default=None,
-                        help="port on the host's 127.0.0.1 (default: the same)")
+    parser.add_argument("--port", type=int, action="append", required=True,
+                        help="a port to relay: listened on in the namespace's 127.0.0.1, "
+                             "forwarded to the host's (repeatable)")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.netns, args.port, args.target_port or args.port))
+    asyncio.run(serve(args.netns, args.port))
     return 0
 
 

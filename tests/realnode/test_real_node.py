@@ -176,6 +176,17 @@ def test_kubelet_restart_keeps_running_pods_devices(cluster: Path) -> None:
     checkpoint = (cluster / "realnodes" / "nodes" / REAL / "kubelet" / "device-plugins" /
                   "kubelet_internal_checkpoint").read_text()
     assert held in checkpoint
+    # kubectl exec: API server -> the restarted kubelet (once it serves again) ->
+    # containerd's streaming server through the node's relay.
+    def exec_output() -> str | None:
+        result = subprocess.run(
+            [str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster / "kubeconfig"), "exec",
+             "holder", "--", "sh", "-c", "echo $NVIDIA_VISIBLE_DEVICES; nvidia-smi -L"],
+            capture_output=True, text=True, timeout=60)
+        return result.stdout if result.returncode == 0 else None
+
+    inside = wait_for("kubectl exec into the pod", exec_output, timeout_s=120, every_s=1)
+    assert inside.splitlines()[0] == held and f"(UUID: {held})" in inside
     kubectl(cluster, "delete", "pod", "holder", "--wait=true", "--timeout=120s")
 
 

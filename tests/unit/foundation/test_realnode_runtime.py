@@ -85,7 +85,7 @@ def _strings(value: Any) -> list[str]:
 
 
 def test_containerd_keeps_its_files_under_the_state_dir(runtime: realnode.Runtime) -> None:
-    config = tomllib.loads(runtime.containerd_config("registry.local/dgxsim/pause:3.10"))
+    config = tomllib.loads(runtime.containerd_config("registry.local/dgxsim/pause:3.10", 41234))
     cri = config["plugins"]["io.containerd.cri.v1.runtime"]
     assert cri["restrict_oom_score_adj"] is True
     assert cri["cdi_spec_dirs"] == [str(runtime.cdi_dir)]
@@ -93,6 +93,9 @@ def test_containerd_keeps_its_files_under_the_state_dir(runtime: realnode.Runtim
     images_cfg = config["plugins"]["io.containerd.cri.v1.images"]
     assert images_cfg["pinned_images"]["sandbox"] == "registry.local/dgxsim/pause:3.10"
     assert config["plugins"]["io.containerd.nri.v1.nri"]["disable"] is True
+    stream = config["plugins"]["io.containerd.grpc.v1.cri"]
+    assert (stream["stream_server_address"], stream["stream_server_port"]) == ("127.0.0.1",
+                                                                              "41234")
     paths = [s for s in _strings(config) if s.startswith("/")]
     outside = [p for p in paths if not p.startswith(str(runtime.state_dir))
                and p not in ("/usr/sbin/runc", "/usr/lib/cni")
