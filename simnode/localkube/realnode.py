@@ -361,6 +361,11 @@ imports = []
             "serverTLSBootstrap": False,
             "shutdownGracePeriod": "0s",
             "registerNode": True,
+            # Status is computed every 2 s (a plugin's registration or a MIG change shows
+            # in allocatable within seconds, not 10) and posted only when it changed, or
+            # once a minute (set explicitly: it would default to the update frequency).
+            "nodeStatusUpdateFrequency": "2s",
+            "nodeStatusReportFrequency": "1m",
         }
 
     def kubelet_argv(self, record: RealNodeRecord) -> list[str]:
