@@ -119,11 +119,19 @@ def resolves(spec: JSON, qualified: str) -> bool:
     return kind == spec["kind"] and any(d["name"] == name for d in spec["devices"])
 
 
-def write_spec(directory: Path, spec: JSON) -> Path:
+def spec_file(node: str) -> str:
+    """The file of ``node``'s spec: one per node, so nodes that share a container runtime
+    (real nodes on one machine) never replace each other's. Their UUID names never
+    clash; the index names and ``all`` do, and a CDI registry drops names that two
+    specs of one directory define, leaving the UUID names Allocate returns."""
+    return f"dgxsim-nvidia-gpu-{node}.json"
+
+
+def write_spec(directory: Path, spec: JSON, file_name: str = SPEC_FILE) -> Path:
     """Replace the node's spec in ``directory`` in one step (runtimes re-read it)."""
     problems = spec_problems(spec)
     if problems:
         raise ValueError(f"CDI spec refused: {'; '.join(problems)}")
-    path = directory / SPEC_FILE
+    path = directory / file_name
     atomic_write_text(path, json.dumps(spec, indent=1) + "\n")
     return path

@@ -18,7 +18,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from deviceplugin.cdi import spec_for, write_spec
+from deviceplugin.cdi import spec_file, spec_for, write_spec
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
@@ -70,10 +70,11 @@ async def keep_cdi_spec(feed: InventoryFeed, directory: Path, context: AllocateC
                         ) -> None:
     """Write the node's CDI specification, and again on every change of its devices, so
     the runtime resolves every name Allocate returns."""
-    path = write_spec(directory, spec_for(feed.snapshot(), context))
+    name = spec_file(context.node)
+    path = write_spec(directory, spec_for(feed.snapshot(), context), name)
     log.info("CDI specification for %d devices in %s", len(feed.snapshot().devices), path)
     async for snapshot in feed.watch():
-        write_spec(directory, spec_for(snapshot, context))
+        write_spec(directory, spec_for(snapshot, context), name)
 
 
 async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -> None:

@@ -28,13 +28,13 @@ from typing import Any
 from dgxsim.statedir import node_dir
 from gpumodel.vocabulary import DGX_NODE_LABEL, GPU_RESOURCE, MIG_CONFIG, NVIDIA_PREFIX
 from localkube import ControlPlane, ControlPlaneState
+from localkube.containerd import Containerd
 from localkube.images import ImageArchive, pause_image, python_image
 from localkube.processes import is_alive, stop
 from localkube.realnode import RealNodeRecord, RealNodesState, Runtime, free_slots
 from localkube.supervisor import SUPERVISOR
 
 REAL_NODE_PREFIX = "dgx-real"
-CONTAINERD = "containerd"
 WORKLOAD_REPOSITORY = "registry.local/dgxsim/workload"
 WORKLOAD_ALIAS = "docker.io/library/dgxsim:dev"
 """What the kind walkthrough's Jobs (``kind/*.yaml``) name: ``make image`` builds it there."""
@@ -57,6 +57,10 @@ def relay_process(name: str) -> str:
 
 def node_process(name: str) -> str:
     return f"node-{name}"
+
+
+def containerd_process(name: str) -> str:
+    return f"containerd-{name}"
 
 
 # ------------------------------------------------------------------ images
@@ -108,20 +112,20 @@ def workload_image(say: Say) -> ImageArchive:
 # ------------------------------------------------------------------ start
 
 
-def node_run_argv(plane: ControlPlane, runtime: Runtime, record: RealNodeRecord,
+def node_run_argv(plane: ControlPlane, record: RealNodeRecord, containerd: Containerd,
                   options: Any) -> list[str]:
     return [sys.executable, "-m", "dgxsim", "node", "run",
             "--state-dir", str(node_dir(plane.state_dir, record.name)),
             "--node-name", record.name, "--kind", options.kind,
             "--mig-strategy", options.mig_strategy,
             "--device-plugin-dir", str(record.device_plugin_link),
-            "--cdi-dir", str(runtime.cdi_dir), "--kubeconfig", str(plane.kubeconfig),
+            "--cdi-dir", str(containerd.cdi_dir), "--kubeconfig", str(plane.kubeconfig),
             "--time-scale", repr(options.time_scale)]
 
 
 def start_real_nodes(plane: ControlPlane, state: ControlPlaneState, count: int,
                      options: Any, say: Say) -> RealNodesState:
-    """containerd, the images, then per node its network, relay, kubelet and node process;
+    """The images, then per node its network, containerd, relay, kubelet and node process;
     each waited for. On any failure what was set up is removed again."""
     runtime = Runtime(plane.state_dir)
     try:
@@ -133,40 +137,38 @@ def start_real_nodes(plane: ControlPlane, state: ControlPlaneState, count: int,
 
 def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, count: int,
            options: Any, say: Say) -> RealNodesState:
-    pause = pause_image(say)
-    workload = workload_image(say)
     from localkube.processes import free_port
 
-    stream_port = free_port()
-    runtime.prepare(pause.reference, stream_port)
-    say("starting containerd")
-    plane.start_extra(CONTAINERD, runtime.containerd_argv(), runtime.containerd_ready)
-    say(f"importing {pause.reference} into containerd")
-    runtime.import_image(pause)
-    say(f"importing {workload.reference} (also as {WORKLOAD_ALIAS}) into containerd")
-    runtime.import_image(workload, WORKLOAD_ALIAS)
+    pause = pause_image(say)
+    workload = workload_image(say)
     records: list[RealNodeRecord] = []
     real = RealNodesState(runtime_dir=runtime.dir, tag=runtime.tag,
-                          sandbox_image=pause.reference, stream_port=stream_port,
-                          workload_image=workload.reference,
+                          sandbox_image=pause.reference, workload_image=workload.reference,
                           nodes=records)
     for name, slot in zip(real_node_names(count), free_slots(count), strict=True):
         t0 = time.monotonic()
-        record = runtime.setup_node(name, slot, plane.pki, state.ports.apiserver)
+        record = runtime.plan_node(name, slot, free_port())
         records.append(record)
         runtime.save(real.model_copy(update={"nodes": list(records)}))
+        containerd = runtime.setup_node(record, plane.pki, state.ports.apiserver,
+                                        pause.reference)
+        plane.start_extra(containerd_process(name), containerd.argv(), containerd.ready)
+        containerd.import_image(pause)
+        containerd.import_image(workload, WORKLOAD_ALIAS)
         plane.start_extra(relay_process(name), [
             sys.executable, "-m", "localkube.relay", "--netns", str(record.netns_path),
-            "--port", str(state.ports.apiserver), "--port", str(stream_port)], lambda: True)
+            "--port", str(state.ports.apiserver), "--port", str(record.stream_port)],
+            lambda: True)
         labels = [f"{DGX_NODE_LABEL}=true"]
         if options.mig_config:
             labels.append(f"{MIG_CONFIG}={options.mig_config}")
         plane.start_extra(kubelet_process(name), [
             *runtime.kubelet_argv(record), f"--node-labels={','.join(labels)}"],
             _node_ready(plane, name, devices=False), READY_TIMEOUT_S)
-        plane.start_extra(node_process(name), node_run_argv(plane, runtime, record, options),
+        plane.start_extra(node_process(name), node_run_argv(plane, record, containerd, options),
                           _node_ready(plane, name, devices=True), READY_TIMEOUT_S)
-        say(f"real node {name} Ready at {record.node_ip} in {time.monotonic() - t0:.1f}s")
+        say(f"real node {name} Ready at {record.node_ip} in {time.monotonic() - t0:.1f}s "
+            f"(its containerd holds {workload.reference}, also as {WORKLOAD_ALIAS})")
     return real.model_copy(update={"nodes": records})
 
 
@@ -206,14 +208,13 @@ def stop_real_nodes(plane: ControlPlane) -> list[str]:
     state = plane.load_state()
     records = state.processes if state else []
     names = {n.name for n in real.nodes}
-    first = [r for r in records if r.name == SUPERVISOR
-             or r.name in {kubelet_process(n) for n in names} | {node_process(n) for n in names}]
-    for record in first:
-        if is_alive(record):
+    first = {SUPERVISOR} | {kubelet_process(n) for n in names} | {node_process(n) for n in names}
+    for record in records:
+        if record.name in first and is_alive(record):
             stop(record)
-    removed = runtime.remove_containers()
+    removed = [cid for node in real.nodes for cid in runtime.containerd(node).remove_containers()]
+    last = {relay_process(n) for n in names} | {containerd_process(n) for n in names}
     for record in reversed(records):
-        last = {relay_process(n) for n in names} | {CONTAINERD}
         if record.name in last and is_alive(record):
             stop(record)
     runtime.teardown(real)

@@ -1,4 +1,4 @@
-"""Real nodes on one machine: one containerd, and per node a kubelet in a network namespace.
+"""Real nodes on one machine: per node a containerd and a kubelet in a network namespace.
 
 A kubelet-less node only says what a kubelet would do; a real node runs the
 genuine kubelet (the control plane's release) with containerd 2 and runc, so
@@ -8,16 +8,14 @@ it is done so here (each from the kubelet's and containerd's own sources):
 
 * Root. Cgroups, mounts and network namespaces; :func:`require_root` refuses
   with one line otherwise.
-* One containerd for every real node, with its root, state, socket, CNI and CDI
-  directories under the cluster's state directory. ``restrict_oom_score_adj``:
-  a root without ``CAP_SYS_RESOURCE`` may not lower ``oom_score_adj``, and runc
-  fails every sandbox otherwise. The sandbox (pause) image is pinned to one
-  built locally; nothing is ever pulled.
+* A containerd per node (:mod:`localkube.containerd` says why one each), with
+  its directories under the node's directory in the cluster's state directory.
 * Per node a network namespace with a veth pair: the node's address lives in
   the namespace and the kubelet runs there (it refuses a loopback node IP, and
   the API server dials it by that address for logs). The API server listens
   on the host's loopback only, so a relay (:mod:`localkube.relay`) listens on
-  the namespace's 127.0.0.1 and forwards there. Addresses come from
+  the namespace's 127.0.0.1 and forwards there (and to containerd's streaming
+  server, for ``kubectl exec``). Addresses come from
   198.18.0.0/15, the range set aside for network tests (RFC 2544), and are
   checked against the machine's own before use.
 * The kubelet's device-plugin directory is a constant of the kubelet
@@ -28,10 +26,10 @@ it is done so here (each from the kubelet's and containerd's own sources):
 * cgroup v1 (hybrid) without systemd: the cgroupfs driver, ``failCgroupV1:
   false`` and a cgroup root per node, created here in every hierarchy.
 
-:func:`teardown` undoes all of it: containers and tasks in containerd's
-``k8s.io`` namespace, leftover shims of this containerd (found by their
-socket argument), mounts under the runtime directory, network namespaces,
-the CNI bridge and the cgroups.
+Once the processes are stopped (and each containerd has removed its containers),
+:meth:`Runtime.teardown` removes the rest: leftover shims (found by their socket
+argument), mounts under the runtime directory, network namespaces, bridges,
+cgroups and the kubelets' log links.
 """
 
 from __future__ import annotations
@@ -39,35 +37,31 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
-import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict
 
 from localkube import pki as pkimod
+from localkube.containerd import Containerd
 from localkube.errors import ControlPlaneError
 from localkube.files import atomic_write_text
-from localkube.images import ImageArchive
 from localkube.toolchain import bin_dir
 
 NODE_RANGE = ipaddress.IPv4Network("198.18.0.0/16")
 """One /30 per node: .1 on the host's end of the veth pair, .2 (the node) in its namespace."""
-POD_RANGE = "198.19.0.0/16"
-CRI_NAMESPACE = "k8s.io"
+POD_RANGE = ipaddress.IPv4Network("198.19.0.0/16")
+"""One /24 of pod addresses per node."""
 KUBELET_DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
 """Fixed in the kubelet (``pluginapi.DevicePluginPath``)."""
 CGROUP_FS = Path("/sys/fs/cgroup")
-CNI_CACHE = Path("/var/lib/cni/results")
-"""libcni's result cache (containerd does not let it move)."""
 KUBELET_LOG_LINKS = Path("/var/log/containers")
 """Where the kubelet links each container's log (a constant of the kubelet)."""
 STATE_FILE = "realnodes.json"
-SHORT_LINKS = Path("/run/dgxsim")
+SHORT_DIRS = Path("/run/dgxsim")
 
 
 class RealNodeError(ControlPlaneError):
@@ -100,10 +94,14 @@ class RealNodeRecord(BaseModel):
     slot: int
     netns: str
     host_veth: str
+    bridge: str
     host_ip: str
     node_ip: str
+    pod_subnet: str
     root_dir: Path
+    containerd_dir: Path
     cgroup_root: str
+    stream_port: int
 
     @property
     def netns_path(self) -> Path:
@@ -114,10 +112,15 @@ class RealNodeRecord(BaseModel):
         return self.root_dir / "device-plugins"
 
     @property
+    def short_dir(self) -> Path:
+        """The node's folder of sockets and links on a short path: a Unix socket's path may
+        not exceed 107 bytes, and state directories can be deep."""
+        return SHORT_DIRS / self.netns
+
+    @property
     def device_plugin_link(self) -> Path:
-        """A short path to :attr:`device_plugin_dir` for plugins to bind their sockets at:
-        a Unix socket's path may not exceed 107 bytes, and state directories can be deep."""
-        return SHORT_LINKS / self.netns
+        """Where plugins bind their sockets: a link to :attr:`device_plugin_dir`."""
+        return self.short_dir / "device-plugins"
 
 
 class RealNodesState(BaseModel):
@@ -128,38 +131,18 @@ class RealNodesState(BaseModel):
     runtime_dir: Path
     tag: str
     sandbox_image: str
-    stream_port: int
     workload_image: str | None = None
     nodes: list[RealNodeRecord]
 
 
 class Runtime:
-    """The containerd shared by every real node of one cluster, and its directories."""
+    """The real nodes of one cluster: where their files go, how they are set up and
+    removed."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir.resolve()
         self.dir = self.state_dir / "realnodes"
         self.tag = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:6]
-
-    @property
-    def containerd_dir(self) -> Path:
-        return self.dir / "containerd"
-
-    @property
-    def socket(self) -> Path:
-        return self.containerd_dir / "containerd.sock"
-
-    @property
-    def cdi_dir(self) -> Path:
-        return self.containerd_dir / "cdi"
-
-    @property
-    def cni_conf_dir(self) -> Path:
-        return self.containerd_dir / "cni" / "net.d"
-
-    @property
-    def bridge(self) -> str:
-        return f"dgxbr{self.tag}"
 
     def node_dir(self, name: str) -> Path:
         return self.dir / "nodes" / name
@@ -175,131 +158,38 @@ class Runtime:
     def save(self, state: RealNodesState) -> None:
         atomic_write_text(self.dir / STATE_FILE, state.model_dump_json(indent=2))
 
-    # ------------------------------------------------------------ containerd
-
-    def containerd_config(self, sandbox_image: str, stream_port: int) -> str:
-        runc = shutil.which("runc")
-        if runc is None:
-            raise RealNodeError("runc is not installed (apt-get install runc, or "
-                                "make real-node-deps)")
-        cni_bin = _cni_bin_dir()
-        d = self.containerd_dir
-        return f"""version = 3
-root = '{d / "root"}'
-state = '{d / "state"}'
-temp = '{d / "tmp"}'
-imports = []
-
-[grpc]
-  address = '{self.socket}'
-
-[ttrpc]
-  address = '{self.socket}.ttrpc'
-
-[plugins]
-  [plugins.'io.containerd.cri.v1.images']
-    snapshotter = 'overlayfs'
-    [plugins.'io.containerd.cri.v1.images'.pinned_images]
-      sandbox = '{sandbox_image}'
-
-  [plugins.'io.containerd.cri.v1.runtime']
-    restrict_oom_score_adj = true
-    netns_mounts_under_state_dir = true
-    cdi_spec_dirs = ['{self.cdi_dir}']
-    [plugins.'io.containerd.cri.v1.runtime'.containerd]
-      default_runtime_name = 'runc'
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-        runtime_type = 'io.containerd.runc.v2'
-        runtime_path = '{bin_dir() / "containerd-shim-runc-v2"}'
-        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-          BinaryName = '{runc}'
-          Root = '{d / "runc"}'
-          SystemdCgroup = false
-    [plugins.'io.containerd.cri.v1.runtime'.cni]
-      bin_dirs = ['{cni_bin}']
-      conf_dir = '{self.cni_conf_dir}'
-
-  [plugins.'io.containerd.grpc.v1.cri']
-    stream_server_address = '127.0.0.1'
-    stream_server_port = '{stream_port}'
-
-  [plugins.'io.containerd.internal.v1.opt']
-    path = '{d / "opt"}'
-
-  [plugins.'io.containerd.nri.v1.nri']
-    disable = true
-
-  [plugins.'io.containerd.image-verifier.v1.bindir']
-    bin_dir = '{d / "image-verifier"}'
-"""
-
-    def cni_config(self) -> dict[str, object]:
-        """A bridge without a gateway: pods get addresses, nothing is routed or masqueraded."""
-        return {
-            "cniVersion": "1.0.0", "name": "dgxsim",
-            "plugins": [
-                {"type": "bridge", "bridge": self.bridge, "isGateway": False, "ipMasq": False,
-                 "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_RANGE}]],
-                          "dataDir": str(self.containerd_dir / "cni" / "ipam")}},
-                {"type": "loopback"},
-            ],
-        }
-
-    def prepare(self, sandbox_image: str, stream_port: int) -> Path:
-        """Write containerd's and CNI's configuration; returns the containerd config path.
-        ``stream_port``: containerd's streaming server (exec, attach, port-forward) on the
-        host's loopback, which each node's relay also forwards."""
-        for sub in ("root", "state", "tmp", "opt", "runc", "cdi", "cni/net.d"):
-            (self.containerd_dir / sub).mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.containerd_dir / "cni" / "ipam", ignore_errors=True)
-        config = self.containerd_dir / "config.toml"
-        atomic_write_text(config, self.containerd_config(sandbox_image, stream_port))
-        atomic_write_text(self.cni_conf_dir / "10-dgxsim.conflist",
-                          json.dumps(self.cni_config(), indent=1))
-        return config
-
-    def containerd_argv(self) -> list[str]:
-        return [str(bin_dir() / "containerd"), "--config",
-                str(self.containerd_dir / "config.toml")]
-
-    def ctr(self, *args: str, step: str, check: bool = True
-            ) -> subprocess.CompletedProcess[str]:
-        return _run([str(bin_dir() / "ctr"), "--address", str(self.socket),
-                     "--namespace", CRI_NAMESPACE, *args], step, check)
-
-    def containerd_ready(self) -> bool:
-        return self.socket.exists() and self.ctr("version", step="ctr version",
-                                                 check=False).returncode == 0
-
-    def import_image(self, archive: ImageArchive, *aliases: str) -> None:
-        """Import ``archive``, also under ``aliases``; pinned, so image GC keeps them."""
-        self.ctr("images", "import", "--snapshotter", "overlayfs", str(archive.path),
-                 step=f"importing {archive.reference}")
-        for alias in aliases:
-            self.ctr("images", "tag", "--force", archive.reference, alias,
-                     step=f"tagging {archive.reference} as {alias}")
-        for name in (archive.reference, *aliases):
-            self.ctr("images", "label", name, "io.cri-containerd.pinned=pinned",
-                     step=f"pinning {name}")
-
     # ------------------------------------------------------------ nodes
 
-    def setup_node(self, name: str, slot: int, pki: pkimod.Pki, api_port: int) -> RealNodeRecord:
-        """The node's namespace, addresses, cgroups, certificates and kubelet config."""
+    def plan_node(self, name: str, slot: int, stream_port: int) -> RealNodeRecord:
+        """Where everything of node ``name`` in address slot ``slot`` goes (nothing made)."""
         net = list(NODE_RANGE.subnets(new_prefix=30))[slot]
-        host_ip, node_ip = str(net.network_address + 1), str(net.network_address + 2)
-        record = RealNodeRecord(
+        return RealNodeRecord(
             name=name, slot=slot, netns=f"dgxsim-{self.tag}-{slot}",
-            host_veth=f"dgx{self.tag}-{slot}", host_ip=host_ip, node_ip=node_ip,
-            root_dir=self.node_dir(name) / "kubelet", cgroup_root=f"/dgxsim-{self.tag}-{name}")
+            host_veth=f"dgx{self.tag}-{slot}", bridge=f"dgxbr{self.tag}-{slot}",
+            host_ip=str(net.network_address + 1), node_ip=str(net.network_address + 2),
+            pod_subnet=str(list(POD_RANGE.subnets(new_prefix=24))[slot]),
+            root_dir=self.node_dir(name) / "kubelet",
+            containerd_dir=self.node_dir(name) / "containerd",
+            cgroup_root=f"/dgxsim-{self.tag}-{name}", stream_port=stream_port)
+
+    def setup_node(self, record: RealNodeRecord, pki: pkimod.Pki, api_port: int,
+                   sandbox_image: str) -> Containerd:
+        """The node's namespace, addresses, cgroups, containerd configuration,
+        certificates and kubelet configuration; returns its containerd."""
         _make_netns(record)
         _make_cgroups(record.cgroup_root)
         KUBELET_DEVICE_PLUGINS.mkdir(parents=True, exist_ok=True)  # the bind's mount point
-        SHORT_LINKS.mkdir(parents=True, exist_ok=True)
+        containerd = self.containerd(record)
+        containerd.prepare(sandbox_image, record.stream_port)
         record.device_plugin_link.unlink(missing_ok=True)
         record.device_plugin_link.symlink_to(record.device_plugin_dir)
         self._write_kubelet_files(record, pki, api_port)
-        return record
+        return containerd
+
+    @staticmethod
+    def containerd(record: RealNodeRecord) -> Containerd:
+        return Containerd(record.containerd_dir, record.short_dir, record.bridge,
+                          record.pod_subnet)
 
     def _write_kubelet_files(self, record: RealNodeRecord, pki: pkimod.Pki, api_port: int
                              ) -> None:
@@ -341,7 +231,7 @@ imports = []
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                                "x509": {"clientCAFile": str(pki.ca_cert)}},
             "authorization": {"mode": "Webhook"},
-            "containerRuntimeEndpoint": f"unix://{self.socket}",
+            "containerRuntimeEndpoint": f"unix://{self.containerd(record).socket}",
             "cgroupDriver": "cgroupfs",
             "failCgroupV1": False,
             "cgroupRoot": record.cgroup_root,
@@ -386,52 +276,10 @@ imports = []
 
     # ------------------------------------------------------------ teardown
 
-    def remove_containers(self) -> list[str]:
-        """Kill and delete every task and container of the ``k8s.io`` namespace."""
-        if not self.containerd_ready():
-            return []
-        listed = self.ctr("containers", "list", "--quiet", step="listing containers",
-                          check=False)
-        ids = listed.stdout.split()
-        for cid in ids:
-            self.ctr("tasks", "kill", "--signal", "SIGKILL", cid, step="kill", check=False)
-        for cid in ids:
-            for _ in range(50):
-                if self.ctr("tasks", "delete", "--force", cid, step="delete task",
-                            check=False).returncode == 0 or not self._has_task(cid):
-                    break
-                time.sleep(0.1)
-            self.ctr("containers", "delete", cid, step="delete container", check=False)
-            # Without the kubelet no CNI DEL runs: drop CNI's cached results of the sandbox.
-            for cached in CNI_CACHE.glob(f"*-{cid}-*"):
-                cached.unlink(missing_ok=True)
-        return ids
-
-    def _has_task(self, cid: str) -> bool:
-        tasks = self.ctr("tasks", "list", "--quiet", step="listing tasks", check=False)
-        return cid in tasks.stdout.split()
-
-    def stop_shims(self) -> list[int]:
-        """Kill the shims this containerd started and left (their argv names its socket)."""
-        shim = str(bin_dir() / "containerd-shim-runc-v2")
-        killed = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].decode(errors="replace") == shim and \
-                    str(self.socket).encode() in argv:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(proc.name), 9)
-                    killed.append(int(proc.name))
-        return killed
-
     def teardown(self, state: RealNodesState) -> None:
-        """After every process is stopped: mounts, namespaces, the bridge and cgroups."""
-        self.stop_shims()
+        """After every process is stopped: mounts, namespaces, bridges, cgroups, links."""
+        for record in state.nodes:
+            self.containerd(record).stop_shims()
         _unmount_under(self.dir)
         for link in KUBELET_LOG_LINKS.glob("*.log"):
             with contextlib.suppress(OSError):
@@ -439,21 +287,13 @@ imports = []
                     link.unlink()
         for record in state.nodes:
             _run(["ip", "netns", "delete", record.netns], "deleting a netns", check=False)
-            record.device_plugin_link.unlink(missing_ok=True)
+            _run(["ip", "link", "delete", record.bridge], "deleting a bridge", check=False)
+            shutil.rmtree(record.short_dir, ignore_errors=True)
             _remove_cgroups(record.cgroup_root)
-        _run(["ip", "link", "delete", self.bridge], "deleting the bridge", check=False)
         (self.dir / STATE_FILE).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _cni_bin_dir() -> Path:
-    for candidate in (Path("/usr/lib/cni"), Path("/opt/cni/bin")):
-        if (candidate / "bridge").is_file():
-            return candidate
-    raise RealNodeError("the CNI plugins are not installed (apt-get install "
-                        "containernetworking-plugins, or make real-node-deps)")
 
 
 def free_slots(count: int) -> list[int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from kube import Cluster
 
-from deviceplugin.cdi import SPEC_FILE, resolves, spec_problems
+from deviceplugin.cdi import resolves, spec_file, spec_problems
 from dgxnode.agent.checkpoint import Checkpoint
 from dgxnode.agent.kubelet import DeviceManager
 
@@ -82,7 +82,7 @@ async def test_node_run_serves_a_kubelet_and_answers_mig_labels(
         assert alloc.envs["DGXSIM_ENDPOINT"] == "unix:///run/dgxsim/node.sock"
         # The runtime resolves every CDI name Allocate returns from the node's spec,
         # rewritten for the new layout: 56 MIG devices by UUID and by index.
-        spec_path = short_dir / "cdi" / SPEC_FILE
+        spec_path = short_dir / "cdi" / spec_file(NODE)
         await until("CDI spec with the MIG devices", lambda: spec_path.exists() and sum(
             d["name"].startswith("MIG-") for d in json.loads(spec_path.read_text())[
                 "devices"]) == 56)

@@ -28,6 +28,7 @@ from localkube.realnode import Runtime
 from localkube.toolchain import bin_dir
 
 REAL = "dgx-real-0"
+OTHER = "dgx-real-1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -35,7 +36,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     state = tmp_path_factory.mktemp("realnode")
-    up = dgxsim("up", "--state-dir", str(state), "--nodes", "1", "--real-nodes", "1",
+    up = dgxsim("up", "--state-dir", str(state), "--nodes", "1", "--real-nodes", "2",
                 "--no-operator", timeout_s=900)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -69,11 +70,12 @@ def registrations(state: Path, resource: str) -> int:
                           rf'resourceName="{re.escape(resource)}"', kubelet_log(state)))
 
 
-def job(name: str, image: str, resource: str, count: int, command: str) -> str:
+def job(name: str, image: str, resource: str, count: int, command: str, on: str = REAL
+        ) -> str:
     return json.dumps({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
         "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": REAL},
+            "restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": on},
             # Not root, as the kind walkthrough's Jobs: nvidia-smi must work for anyone.
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
             "containers": [{"name": "main", "image": image, "command": ["sh", "-c", command],
@@ -83,11 +85,11 @@ def job(name: str, image: str, resource: str, count: int, command: str) -> str:
 PRINT_DEVICES = "echo NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES; nvidia-smi -L"
 
 
-def run_job(state: Path, name: str, resource: str, count: int) -> str:
-    """Run a Job on the real node to completion; its logs (through the kubelet)."""
+def run_job(state: Path, name: str, resource: str, count: int, on: str = REAL) -> str:
+    """Run a Job on a real node to completion; its logs (through the kubelet)."""
     kubectl(state, "wait", "--for=create", "serviceaccount/default", "--timeout=120s")
     kubectl(state, "apply", "-f", "-",
-            stdin=job(name, workload_image(state), resource, count, PRINT_DEVICES))
+            stdin=job(name, workload_image(state), resource, count, PRINT_DEVICES, on))
 
     def finished() -> str | None:
         status = kubectl(state, "get", "job", name, "-o", "json").get("status", {})
@@ -133,6 +135,18 @@ def test_gpu_job_runs_in_a_real_container(cluster: Path) -> None:
     checkpoint = (cluster / "realnodes" / "nodes" / REAL / "kubelet" / "device-plugins" /
                   "kubelet_internal_checkpoint").read_text()
     assert all(d in checkpoint for d in devices)
+
+
+@needs_root
+def test_two_real_nodes_keep_their_own_containers(cluster: Path) -> None:
+    """Each node's kubelet has a containerd of its own: a kubelet removes every container
+    it did not start, so on a shared runtime the other node's would vanish."""
+    other = run_job(cluster, "gpu-other", "nvidia.com/gpu", 1, on=OTHER)
+    (device,) = visible_devices(other)
+    # Not one of the first node's GPUs (its Job's nvidia-smi -L listed all of them).
+    assert device not in kubectl(cluster, "logs", "job/gpu-two")
+    # The first node's finished Job still has its container, so its logs still read.
+    assert visible_devices(kubectl(cluster, "logs", "job/gpu-two"))
 
 
 def _kubelet_record(state: Path) -> Any:
@@ -220,7 +234,7 @@ def _mounts_under(path: Path) -> list[str]:
 def test_down_stops_everything_and_removes_the_node(cluster: Path) -> None:
     real = Runtime(cluster).load()
     assert real is not None
-    shim = Runtime(cluster).socket
+    shim = Runtime(cluster).containerd(real.nodes[0]).socket
     down = dgxsim("down", "--state-dir", str(cluster))
     assert down.returncode == 0, down.stdout + down.stderr
     assert "real nodes removed" in down.stdout

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from localkube import images, realnode
+from localkube import containerd, images, realnode
 from localkube.pki import ensure_pki
 
 
@@ -71,8 +71,8 @@ def test_console_scripts_of_installed_wheels_are_found(tmp_path: Path) -> None:
 
 @pytest.fixture
 def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> realnode.Runtime:
-    monkeypatch.setattr(realnode.shutil, "which", lambda name: f"/usr/sbin/{name}")
-    monkeypatch.setattr(realnode, "_cni_bin_dir", lambda: Path("/usr/lib/cni"))
+    monkeypatch.setattr(containerd.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(containerd, "cni_bin_dir", lambda: Path("/usr/lib/cni"))
     return realnode.Runtime(tmp_path / "state")
 
 
@@ -84,11 +84,28 @@ def _strings(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
+def _record(runtime: realnode.Runtime, name: str = "dgx-real-0", slot: int = 3
+            ) -> realnode.RealNodeRecord:
+    return runtime.plan_node(name, slot, 41234)
+
+
+def test_each_node_gets_its_own_addresses_and_names(runtime: realnode.Runtime) -> None:
+    first, second = _record(runtime, "dgx-real-0", 0), _record(runtime, "dgx-real-1", 1)
+    assert (first.host_ip, first.node_ip, second.node_ip) == (
+        "198.18.0.1", "198.18.0.2", "198.18.0.6")
+    assert (first.pod_subnet, second.pod_subnet) == ("198.19.0.0/24", "198.19.1.0/24")
+    assert first.netns != second.netns and first.bridge != second.bridge
+    assert first.containerd_dir != second.containerd_dir
+    assert all(len(n) <= 15 for n in (first.host_veth, first.bridge))  # IFNAMSIZ
+
+
 def test_containerd_keeps_its_files_under_the_state_dir(runtime: realnode.Runtime) -> None:
-    config = tomllib.loads(runtime.containerd_config("registry.local/dgxsim/pause:3.10", 41234))
+    record = _record(runtime)
+    ctd = runtime.containerd(record)
+    config = tomllib.loads(ctd.config("registry.local/dgxsim/pause:3.10", 41234))
     cri = config["plugins"]["io.containerd.cri.v1.runtime"]
     assert cri["restrict_oom_score_adj"] is True
-    assert cri["cdi_spec_dirs"] == [str(runtime.cdi_dir)]
+    assert cri["cdi_spec_dirs"] == [str(ctd.cdi_dir)]
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
     images_cfg = config["plugins"]["io.containerd.cri.v1.images"]
     assert images_cfg["pinned_images"]["sandbox"] == "registry.local/dgxsim/pause:3.10"
@@ -96,24 +113,22 @@ def test_containerd_keeps_its_files_under_the_state_dir(runtime: realnode.Runtim
     stream = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert (stream["stream_server_address"], stream["stream_server_port"]) == ("127.0.0.1",
                                                                               "41234")
+    assert config["grpc"]["address"] == str(record.short_dir / "containerd.sock")
     paths = [s for s in _strings(config) if s.startswith("/")]
-    outside = [p for p in paths if not p.startswith(str(runtime.state_dir))
+    outside = [p for p in paths if not p.startswith((str(runtime.state_dir),
+                                                     str(record.short_dir)))
                and p not in ("/usr/sbin/runc", "/usr/lib/cni")
                and not p.endswith("containerd-shim-runc-v2")]
     assert outside == []
 
 
 def test_cni_gives_pods_addresses_without_a_gateway(runtime: realnode.Runtime) -> None:
-    bridge = runtime.cni_config()["plugins"][0]  # type: ignore[index]
+    record = _record(runtime)
+    bridge = runtime.containerd(record).cni_config()["plugins"][0]  # type: ignore[index]
     assert bridge["isGateway"] is False and bridge["ipMasq"] is False
+    assert bridge["bridge"] == record.bridge
+    assert bridge["ipam"]["ranges"] == [[{"subnet": record.pod_subnet}]]
     assert bridge["ipam"]["dataDir"].startswith(str(runtime.state_dir))
-
-
-def _record(runtime: realnode.Runtime) -> realnode.RealNodeRecord:
-    return realnode.RealNodeRecord(
-        name="dgx-real-0", slot=3, netns="dgxsim-abc123-3", host_veth="dgxabc123-3",
-        host_ip="198.18.0.13", node_ip="198.18.0.14",
-        root_dir=runtime.node_dir("dgx-real-0") / "kubelet", cgroup_root="/dgxsim-abc-dgx")
 
 
 def test_the_kubelet_is_configured_for_cgroupfs_on_v1(runtime: realnode.Runtime,
@@ -124,10 +139,12 @@ def test_the_kubelet_is_configured_for_cgroupfs_on_v1(runtime: realnode.Runtime,
     assert config["cgroupDriver"] == "cgroupfs" and config["failCgroupV1"] is False
     assert config["cgroupRoot"] == record.cgroup_root
     assert config["address"] == record.node_ip
-    assert config["containerRuntimeEndpoint"] == f"unix://{runtime.socket}"
+    assert config["containerRuntimeEndpoint"] == \
+        f"unix://{runtime.containerd(record).socket}"
     assert config["authorization"] == {"mode": "Webhook"}
     assert config["authentication"]["anonymous"] == {"enabled": False}  # type: ignore[index]
-    paths = [s for s in _strings(config) if s.startswith("/") and s != record.cgroup_root]
+    paths = [s for s in _strings(config) if s.startswith("/") and s != record.cgroup_root
+             and not s.startswith("unix://")]
     assert all(p.startswith((str(record.root_dir), str(pki.root))) for p in paths), paths
 
 
@@ -135,11 +152,12 @@ def test_the_kubelet_runs_in_the_nodes_namespace_with_its_own_plugin_dir(
         runtime: realnode.Runtime) -> None:
     record = _record(runtime)
     argv = runtime.kubelet_argv(record)
-    assert argv[:2] == ["nsenter", "--net=/run/netns/dgxsim-abc123-3"]
+    assert argv[:2] == ["nsenter", f"--net=/run/netns/{record.netns}"]
     assert str(record.device_plugin_dir) in argv
     assert str(realnode.KUBELET_DEVICE_PLUGINS) in argv
-    assert "--node-ip=198.18.0.14" in argv and "--hostname-override=dgx-real-0" in argv
+    assert f"--node-ip={record.node_ip}" in argv and "--hostname-override=dgx-real-0" in argv
     assert len(str(record.device_plugin_link / "nvidia-mig-1g.5gb.sock")) < 108
+    assert len(str(runtime.containerd(record).socket) + ".ttrpc") < 108
 
 
 def test_node_addresses_skip_those_the_machine_uses(monkeypatch: pytest.MonkeyPatch) -> None:
