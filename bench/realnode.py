@@ -2,7 +2,7 @@
 
 Starts ``dgxsim up --nodes 1 --real-nodes 1`` in a temporary state directory and
 prints how long ``up`` took and how long the real node took to become Ready
-(containerd, image import, network namespace, kubelet registration, device
+(network namespace, its containerd, image import, kubelet registration, device
 plugin registered), as ``up`` reports them. Then, in the same cluster, it
 starts pods asking ``nvidia.com/gpu: 1`` one after another on the real node
 (``dgx-real-0``, a real container of the workload image) and on the
@@ -81,8 +81,9 @@ def main() -> None:
         all_real = re.search(r"real nodes Ready in ([\d.]+)s", up.stdout)
         print(f"dgxsim up (control plane, 1 kubelet-less + 1 real node): {up_s:.1f} s")
         if all_real and ready:
-            print(f"  real nodes step (images, containerd, node): {all_real.group(1)} s; "
-                  f"of it the node itself (namespace, kubelet, plugin) {ready.group(1)} s")
+            print(f"  real nodes step (images built or found, then the node): "
+                  f"{all_real.group(1)} s; of it the node (namespace, containerd, image "
+                  f"import, kubelet Ready, plugin registered) {ready.group(1)} s")
         real = Runtime(state).load()
         assert real is not None and real.workload_image
         kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
