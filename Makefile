@@ -33,22 +33,25 @@ dev: $(BIN)/.installed
 tools:
 	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain
 
-PROTO := plugin/kubeletapi/v1beta1/api.proto
+PROTOS := plugin/kubeletapi/v1beta1/api.proto plugin/kubeletapi/podresources/v1/api.proto
 PROTOC := PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I plugin
 
-## proto: regenerate the kubelet API's Python code (and type stubs) from its .proto
+## proto: regenerate the kubelet APIs' Python code (and type stubs) from their .proto files
 .PHONY: proto
 proto: dev
-	$(PROTOC) --python_out=plugin --mypy_out=plugin --grpc_python_out=plugin --mypy_grpc_out=plugin $(PROTO)
+	$(PROTOC) --python_out=plugin --mypy_out=plugin --grpc_python_out=plugin --mypy_grpc_out=plugin $(PROTOS)
 
 ## verify-proto: fail if the committed generated code differs from what `make proto` writes
 .PHONY: verify-proto
 verify-proto: dev
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO) >/dev/null; \
-	for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do \
-	  diff -u plugin/kubeletapi/v1beta1/$$f $$tmp/kubeletapi/v1beta1/$$f || { echo "generated $$f is stale: run make proto"; exit 1; }; \
-	done; echo "generated code matches $(PROTO)"
+	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) >/dev/null; \
+	for proto in $(PROTOS); do \
+	  dir=$$(dirname $${proto#plugin/}); \
+	  for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do \
+	    diff -u plugin/$$dir/$$f $$tmp/$$dir/$$f || { echo "generated $$dir/$$f is stale: run make proto"; exit 1; }; \
+	  done; echo "generated code matches $$proto"; \
+	done
 
 ## fmt: format the code with ruff
 .PHONY: fmt
