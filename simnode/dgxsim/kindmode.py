@@ -6,7 +6,9 @@ kubelet's socket and advertises the simulated GPUs and MIG devices; the node's
 state and MIG engine answer ``nvidia.com/mig.config`` as NVIDIA's mig-manager
 does; the labels follow as gpu-feature-discovery writes them; and job
 containers reach the node through its endpoint socket, which Allocate mounts
-into them together with the node's state (for ``nvidia-smi``).
+into them together with the node's state (for ``nvidia-smi``). Which devices
+the kubelet gave to which pod the node reads from the kubelet's PodResources
+API, so a MIG change never destroys a device a pod holds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deviceplugin.cdi import spec_for, write_spec
+from deviceplugin.podresources import PodResourcesClient
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
@@ -27,12 +30,14 @@ from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.runner import NodeAgent
 from dgxnode.dcgm import ActivityBook, DcgmCollector, serve_metrics
 from dgxnode.endpoint import NodeEndpoint
+from dgxnode.holdings import KubeletHoldings
 from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
 from dgxsim.kubeletless import feed_from, refresh_from_disk
 from gpumodel.systems import system
 from gpumodel.vocabulary import SYSTEM_NAMESPACE, MigStrategy
+from kubeletapi.podresources.v1.constants import POD_RESOURCES_SOCKET
 
 log = logging.getLogger(__name__)
 CONTAINER_RUN_DIR = "/run/dgxsim"
@@ -55,6 +60,8 @@ class NodeRunOptions:
     metrics_host: str = "127.0.0.1"
     cdi_dir: Path | None = None
     """Where the runtime reads CDI specifications (``/var/run/cdi``); None writes none."""
+    pod_resources_socket: Path | None = Path(POD_RESOURCES_SOCKET)
+    """The kubelet's PodResources socket, asked which devices pods hold (None: not asked)."""
 
 
 def allocate_context(options: NodeRunOptions) -> AllocateContext:
@@ -90,8 +97,11 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     endpoint = NodeEndpoint({sim.name: sim}, predictor_for(system(options.kind).gpu),
                             options.time_scale)
     kube = await Kube.connect(options.kubeconfig)
+    holdings = (None if options.pod_resources_socket is None else
+                KubeletHoldings(sim, PodResourcesClient(options.pod_resources_socket)))
     agent = NodeAgent.beside_kubelet(kube, NodeController(
-        kube, sim, None, options.strategy, config_namespace=options.namespace))
+        kube, sim, None, options.strategy, config_namespace=options.namespace,
+        holdings=holdings))
     tasks = []
     try:
         await endpoint.serve(options.state_dir / "run" / "node.sock")
@@ -102,6 +112,9 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
         await plugin.start()
         tasks = [asyncio.create_task(feed_from(sim, feed)),
                  asyncio.create_task(refresh_from_disk(sim))]
+        if holdings is not None:
+            await holdings.refresh()
+            tasks.append(asyncio.create_task(holdings.run()))
         if options.cdi_dir is not None:
             tasks.append(asyncio.create_task(
                 keep_cdi_spec(feed, options.cdi_dir, allocate_context(options))))

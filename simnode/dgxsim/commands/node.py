@@ -22,6 +22,7 @@ from dgxsim.commands import (
     state_dir_of,
 )
 from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, MIG_STRATEGIES, NODE_KINDS
+from kubeletapi.podresources.v1.constants import POD_RESOURCES_SOCKET
 
 if TYPE_CHECKING:
     from dgxnode.node import SimNode
@@ -83,6 +84,10 @@ def register(sub: Any) -> None:
                           "runtime (default /var/run/cdi; an empty value writes none)")
     run.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                      help="address the metrics bind to (a pod: 0.0.0.0)")
+    run.add_argument("--pod-resources-socket", type=Path, default=Path(POD_RESOURCES_SOCKET),
+                     metavar="PATH",
+                     help="the kubelet's PodResources socket, asked which devices pods hold "
+                          f"(default {POD_RESOURCES_SOCKET}; an empty value asks none)")
     run.set_defaults(func=cmd_run)
 
 
@@ -99,7 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         time_scale=args.time_scale, kubeconfig=args.kubeconfig,
         namespace=namespace_of(args), metrics_port=args.metrics_port,
         cdi_dir=args.cdi_dir if str(args.cdi_dir) not in ("", ".") else None,
-        metrics_host=args.metrics_host)))
+        metrics_host=args.metrics_host,
+        pod_resources_socket=(args.pod_resources_socket
+                              if str(args.pod_resources_socket) not in ("", ".") else None))))
     return 0
 
 
