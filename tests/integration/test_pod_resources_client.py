@@ -8,10 +8,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from pod_resources_server import PodResourcesServer, pod
 
 from deviceplugin.podresources import PodResourcesClient, PodResourcesError
+from dgxnode.endpoint import NodeEndpoint
 from dgxnode.holdings import KubeletHoldings
 from dgxnode.node import SimNode
 
@@ -82,3 +84,30 @@ async def test_the_node_records_what_the_kubelet_says_and_keeps_it_while_unseen(
     kubelet.start()
     assert await holdings.refresh()
     assert node.state.allocations == {} and kubelet.lists == 2
+
+
+async def test_a_container_holds_what_the_kubelet_gave_its_pod_whatever_it_calls_itself(
+        short_dir: Path) -> None:
+    node = SimNode.create("n")
+    node.apply("all-1g.5gb")
+    device = node.mig_devices(0)[0].uuid
+    node.hold_for_kubelet({device: "team/infer-0/cuda"})
+    endpoint = NodeEndpoint({node.name: node}, None)
+    await endpoint.serve(short_dir / "node.sock")
+    url = f"http://node/v1/nodes/{node.name}/containers"
+    body = {"owner": "default/infer-0/main", "devices": [device]}  # no downward API env
+    try:
+        async with aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(short_dir / "node.sock"))) as http:
+            async with http.post(url, json=body) as resp:
+                assert resp.status == 200, await resp.text()
+            assert node.state.allocations == {device: "team/infer-0/cuda"}
+            async with http.delete(url, json=body) as resp:
+                assert (await resp.json())["released"] == []
+            other = node.mig_devices(1)[0].uuid
+            node.allocate(other, "ops/debug/shell")
+            async with http.post(url, json={**body, "devices": [other]}) as resp:
+                assert resp.status == 409, "a device the node gave to someone else is refused"
+    finally:
+        await endpoint.close()
+    assert node.state.allocations[device] == "team/infer-0/cuda"
