@@ -113,3 +113,13 @@ def test_the_kubelets_record_survives_a_restart_of_the_node(tmp_path: Path) -> N
     assert reopened.state.kubelet_assigned == (device,)
     reopened.hold_for_kubelet({})
     assert reopened.state.allocations == {}
+
+
+def test_a_whole_gpu_the_kubelet_lists_keeps_its_mig_mode() -> None:
+    node = SimNode.create("n")
+    gpu = node.hardware.gpu(5).uuid
+    node.hold_for_kubelet({gpu: "team/train-0/main"})
+    with pytest.raises(ApplyBlockedError) as err:
+        node.apply("all-1g.5gb")
+    assert "team/train-0/main" in str(err.value)
+    assert not any(g.mig_enabled or g.mig_pending for g in node.state.gpus)
