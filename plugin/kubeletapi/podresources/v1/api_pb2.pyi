@@ -4,13 +4,12 @@ isort:skip_file
 The kubelet's PodResources API, version v1, as the kubelet serves it on
 /var/lib/kubelet/pod-resources/kubelet.sock.
 
-Copied unchanged below this header from k8s.io/kubelet v0.36.3
-(pkg/apis/podresources/v1/api.proto, Copyright The Kubernetes Authors,
-Apache License 2.0), so the package, services, messages and field numbers
-are the kubelet's own. The generated Python code beside this file comes
-from `make proto`; never edit it by hand.
-
-To regenerate api.pb.go run `hack/update-codegen.sh protobindings`
+Written for dgxsim from the published API definition of Kubernetes
+(k8s.io/kubelet/pkg/apis/podresources/v1 as of Kubernetes v1.36): the
+package, service, messages, field names and field numbers are the same, so
+this is wire-compatible with a real kubelet (methods are
+/v1.PodResourcesLister/...). The generated Python code beside this file
+comes from `make proto`; never edit it by hand.
 """
 
 from collections import abc as _abc
@@ -45,7 +44,7 @@ Global___AllocatableResourcesRequest: _TypeAlias = AllocatableResourcesRequest  
 
 @_typing.final
 class AllocatableResourcesResponse(_message.Message):
-    """AllocatableResourcesResponses contains informations about all the devices known by the kubelet"""
+    """Everything the kubelet can hand out on this node."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -75,8 +74,6 @@ Global___AllocatableResourcesResponse: _TypeAlias = AllocatableResourcesResponse
 
 @_typing.final
 class ListPodResourcesRequest(_message.Message):
-    """ListPodResourcesRequest is the request made to the PodResourcesLister service"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -92,7 +89,7 @@ Global___ListPodResourcesRequest: _TypeAlias = ListPodResourcesRequest  # noqa: 
 
 @_typing.final
 class ListPodResourcesResponse(_message.Message):
-    """ListPodResourcesResponse is the response returned by List function"""
+    """One entry per pod the kubelet runs."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -114,8 +111,6 @@ Global___ListPodResourcesResponse: _TypeAlias = ListPodResourcesResponse  # noqa
 
 @_typing.final
 class PodResources(_message.Message):
-    """PodResources contains information about the node resources assigned to a pod"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -142,8 +137,6 @@ Global___PodResources: _TypeAlias = PodResources  # noqa: Y015
 
 @_typing.final
 class ContainerResources(_message.Message):
-    """ContainerResources contains information about the resources assigned to a container"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -153,13 +146,17 @@ class ContainerResources(_message.Message):
     DYNAMIC_RESOURCES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     @_builtins.property
-    def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerDevices]: ...
+    def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerDevices]:
+        """Device-plugin devices, per extended resource name."""
+
     @_builtins.property
     def cpu_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
     def memory(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerMemory]: ...
     @_builtins.property
-    def dynamic_resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___DynamicResource]: ...
+    def dynamic_resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___DynamicResource]:
+        """Devices given through ResourceClaims."""
+
     def __init__(
         self,
         *,
@@ -179,8 +176,6 @@ Global___ContainerResources: _TypeAlias = ContainerResources  # noqa: Y015
 
 @_typing.final
 class ContainerMemory(_message.Message):
-    """ContainerMemory contains information about memory and hugepages assigned to a container"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMORY_TYPE_FIELD_NUMBER: _builtins.int
@@ -207,7 +202,7 @@ Global___ContainerMemory: _TypeAlias = ContainerMemory  # noqa: Y015
 
 @_typing.final
 class ContainerDevices(_message.Message):
-    """ContainerDevices contains information about the devices assigned to a container"""
+    """The device IDs a device plugin advertised, as Allocate received them."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -236,8 +231,6 @@ Global___ContainerDevices: _TypeAlias = ContainerDevices  # noqa: Y015
 
 @_typing.final
 class TopologyInfo(_message.Message):
-    """Topology describes hardware topology of the resource"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     NODES_FIELD_NUMBER: _builtins.int
@@ -258,8 +251,6 @@ Global___TopologyInfo: _TypeAlias = TopologyInfo  # noqa: Y015
 
 @_typing.final
 class NUMANode(_message.Message):
-    """NUMA representation of NUMA node"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -279,7 +270,7 @@ Global___NUMANode: _TypeAlias = NUMANode  # noqa: Y015
 
 @_typing.final
 class DynamicResource(_message.Message):
-    """DynamicResource contains information about the devices assigned to a container by DRA"""
+    """A ResourceClaim's devices; field 1 (a class name) is no longer used."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -287,9 +278,6 @@ class DynamicResource(_message.Message):
     CLAIM_NAMESPACE_FIELD_NUMBER: _builtins.int
     CLAIM_RESOURCES_FIELD_NUMBER: _builtins.int
     claim_name: _builtins.str
-    """tombstone: removed in 1.31 because claims are no longer associated with one class
-    string class_name = 1;
-    """
     claim_namespace: _builtins.str
     @_builtins.property
     def claim_resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimResource]: ...
@@ -310,10 +298,8 @@ Global___DynamicResource: _TypeAlias = DynamicResource  # noqa: Y015
 
 @_typing.final
 class ClaimResource(_message.Message):
-    """ClaimResource contains resource information. The driver name/pool name/device name
-    triplet uniquely identifies the device. Should DRA get extended to other kinds
-    of resources, then device_name will be empty and other fields will get added.
-    Each device at the DRA API level may map to zero or more CDI devices.
+    """One allocated device, named by driver, pool and device, with the CDI
+    devices its driver prepared for it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -350,17 +336,12 @@ Global___ClaimResource: _TypeAlias = ClaimResource  # noqa: Y015
 
 @_typing.final
 class CDIDevice(_message.Message):
-    """CDIDevice specifies a CDI device information"""
+    """A fully qualified CDI device name, such as nvidia.com/gpu=0."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Fully qualified CDI device name
-    for example: vendor.com/gpu=gpudevice1
-    see more details in the CDI specification:
-    https://github.com/container-orchestrated-devices/container-device-interface/blob/main/SPEC.md
-    """
     def __init__(
         self,
         *,
@@ -376,8 +357,6 @@ Global___CDIDevice: _TypeAlias = CDIDevice  # noqa: Y015
 
 @_typing.final
 class GetPodResourcesRequest(_message.Message):
-    """GetPodResourcesRequest contains information about the pod"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     POD_NAME_FIELD_NUMBER: _builtins.int
@@ -400,8 +379,6 @@ Global___GetPodResourcesRequest: _TypeAlias = GetPodResourcesRequest  # noqa: Y0
 
 @_typing.final
 class GetPodResourcesResponse(_message.Message):
-    """GetPodResourcesResponse contains information about the pod the devices"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     POD_RESOURCES_FIELD_NUMBER: _builtins.int

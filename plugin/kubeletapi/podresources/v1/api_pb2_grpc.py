@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class PodResourcesListerStub:
-    """PodResourcesLister is a service provided by the kubelet that provides information about the
-    node resources consumed by pods and containers on the node
+    """PodResourcesLister is served by the kubelet: which node resources (devices,
+    CPUs, memory, DRA claims) each pod's containers were given.
     """
 
     def __init__(self, channel):
@@ -54,8 +54,8 @@ class PodResourcesListerStub:
 
 
 class PodResourcesListerServicer:
-    """PodResourcesLister is a service provided by the kubelet that provides information about the
-    node resources consumed by pods and containers on the node
+    """PodResourcesLister is served by the kubelet: which node resources (devices,
+    CPUs, memory, DRA claims) each pod's containers were given.
     """
 
     def List(self, request, context):
@@ -103,8 +103,8 @@ def add_PodResourcesListerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PodResourcesLister:
-    """PodResourcesLister is a service provided by the kubelet that provides information about the
-    node resources consumed by pods and containers on the node
+    """PodResourcesLister is served by the kubelet: which node resources (devices,
+    CPUs, memory, DRA claims) each pod's containers were given.
     """
 
     @staticmethod

