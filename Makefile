@@ -33,7 +33,8 @@ dev: $(BIN)/.installed
 tools:
 	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain
 
-PROTO := plugin/kubeletapi/v1beta1/api.proto
+PROTO := plugin/kubeletapi/v1beta1/api.proto plugin/kubeletapi/dra/v1/api.proto \
+	plugin/kubeletapi/pluginregistration/v1/api.proto
 PROTOC := PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I plugin
 
 ## proto: regenerate the kubelet API's Python code (and type stubs) from its .proto
@@ -46,9 +47,9 @@ proto: dev
 verify-proto: dev
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO) >/dev/null; \
-	for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do \
-	  diff -u plugin/kubeletapi/v1beta1/$$f $$tmp/kubeletapi/v1beta1/$$f || { echo "generated $$f is stale: run make proto"; exit 1; }; \
-	done; echo "generated code matches $(PROTO)"
+	for p in $(PROTO:plugin/%/api.proto=%); do for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do \
+	  diff -u plugin/$$p/$$f $$tmp/$$p/$$f || { echo "generated $$p/$$f is stale: run make proto"; exit 1; }; \
+	done; done; echo "generated code matches $(PROTO)"
 
 ## fmt: format the code with ruff
 .PHONY: fmt
