@@ -1,4 +1,4 @@
-"""Generated code for ``package k8s.io.kubelet.pkg.apis.dra.v1`` (``make proto``) and its constants."""
+"""Generated code for ``package k8s.io.kubelet.pkg.apis.dra.v1`` and its constants."""
 
 DRA_PLUGIN_SERVICE = "v1.DRAPlugin"
 """What a DRA plugin lists in its registration's supported versions for this API."""
