@@ -150,3 +150,63 @@ def test_a_claim_no_slot_can_satisfy_stays_pending_with_the_schedulers_reason(
     message = wait_for("the pod unschedulable", unschedulable, TIMEOUT_S)
     assert "claim" in message, message
     assert phases(control_plane, namespace) == Counter({"Pending": 1})
+
+
+def _not_scheduled(cluster: Cluster, namespace: str, name: str) -> str | None:
+    """Why the scheduler did not place the pod (``reason: message``), once it says so: a
+    claim no device satisfies is ``Unschedulable``, a selector that fails to evaluate
+    a ``SchedulerError``."""
+    status = cluster.kubectl_json("get", "pod", name, "-n", namespace)["status"]
+    for condition in status.get("conditions") or []:
+        if condition["type"] == "PodScheduled" and condition.get("status") == "False" and (
+                condition.get("message")):
+            return f"{condition.get('reason')}: {condition['message']}"
+    return None
+
+
+def test_bad_claims_stay_pending_and_disturb_nothing(control_plane: Cluster,
+                                                     agent: AgentProcess,
+                                                     namespace: str) -> None:
+    unknown_class = template("unknown-class", "1g.5gb")
+    unknown_class["spec"]["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = (
+        "no-such-class.example.com")
+    missing_attribute = template("missing-attribute", "1g.5gb")
+    missing_attribute["spec"]["spec"]["devices"]["requests"][0]["exactly"]["selectors"] = [
+        {"cel": {"expression": "device.attributes['gpu.nvidia.com'].noSuchAttribute == 'x'"}}]
+    apply(control_plane, namespace, unknown_class, missing_attribute,
+          template("good", "2g.10gb"), pod("no-class", "unknown-class", "5s"),
+          pod("no-attribute", "missing-attribute", "5s"), pod("good", "good", "5s"))
+    no_class = wait_for("no-class refused", lambda: _not_scheduled(
+        control_plane, namespace, "no-class"), TIMEOUT_S)
+    assert "no-such-class.example.com" in no_class, no_class
+    no_attribute = wait_for("no-attribute refused", lambda: _not_scheduled(
+        control_plane, namespace, "no-attribute"), TIMEOUT_S)
+    assert "no such key: noSuchAttribute" in no_attribute, no_attribute
+    wait_for("the good pod done", lambda: control_plane.kubectl_json(
+        "get", "pod", "good", "-n", namespace)["status"].get("phase") == "Succeeded", TIMEOUT_S)
+    assert phases(control_plane, namespace) == Counter({"Pending": 2, "Succeeded": 1})
+    wait_for("its instance gone", lambda: mig_layout(control_plane) == {}, TIMEOUT_S)
+
+
+def test_an_agent_restart_keeps_prepared_claims_and_prepares_nothing_twice(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    apply(control_plane, namespace, template("kept", "3g.20gb"),
+          *(pod(f"kept-{i}", "kept", "40s") for i in range(3)))
+    wait_for("three pods running", lambda: phases(control_plane, namespace)["Running"] == 3,
+             TIMEOUT_S)
+    before = mig_layout(control_plane)
+    devices = {p["metadata"]["name"]: p["metadata"]["annotations"]["dgxsim.io/devices"]
+               for p in pods(control_plane, namespace)}
+    prepared = agent.log.read_text().count(": prepared claim")
+    agent.stop()
+    agent.start()
+    assert mig_layout(control_plane) == before
+    assert {p["metadata"]["name"]: p["metadata"]["annotations"]["dgxsim.io/devices"]
+            for p in pods(control_plane, namespace)} == devices
+    assert phases(control_plane, namespace) == Counter({"Running": 3})
+    wait_for("all pods done", lambda: phases(control_plane, namespace)["Succeeded"] == 3,
+             TIMEOUT_S)
+    wait_for("the instances gone", lambda: mig_layout(control_plane) == {}, TIMEOUT_S)
+    log = agent.log.read_text()
+    assert log.count(": prepared claim") == prepared, "a claim was prepared again"
+    assert log.count(": unprepared claim") >= 3
