@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from dgxnode.node import SimNode
-from dgxsim.drahost import SimNodeHost
 from draplugin.checkpoint import ClaimCheckpoint
 from draplugin.errors import PrepareError
 from draplugin.preparing import DeviceState
+
+from dgxnode.node import SimNode
+from dgxsim.drahost import SimNodeHost
 
 
 def claim(uid: str, *devices: str, pool: str = "dgx-0") -> dict[str, Any]:
