@@ -8,12 +8,14 @@ from typing import Any, Protocol, TypeAlias
 
 import grpc
 
+from draplugin.checkpoint import PreparedClaim
 from draplugin.errors import DraPluginError
 from draplugin.preparing import DeviceState
 from gpumodel.vocabulary import DRA_DRIVER
 from kubeletapi.dra.v1 import DRA_PLUGIN_SERVICE, DRA_PLUGIN_TYPE, api_pb2, api_pb2_grpc
 from kubeletapi.pluginregistration.v1 import api_pb2 as reg_pb2
 from kubeletapi.pluginregistration.v1 import api_pb2_grpc as reg_grpc
+from kubewire import KubeError
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -21,9 +23,20 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class ClaimReader(Protocol):
-    """Reads a ResourceClaim from the API server (the plugin's one API call on prepare)."""
+    """Reads a ResourceClaim from the API server and writes its device status."""
 
     async def read_resource_claim(self, namespace: str, name: str) -> JSON: ...
+
+    async def patch_resource_claim_status(self, namespace: str, name: str, patch: JSON
+                                          ) -> JSON: ...
+
+
+def device_status(prepared: PreparedClaim) -> list[JSON]:
+    """The claim's ``status.devices``: each prepared device and the GPU or MIG device
+    (UUID) that stands behind it."""
+    return [{"driver": DRA_DRIVER, "pool": d.pool, "device": d.device,
+             "data": {"uuid": d.uuid, "cdiDeviceIDs": list(d.cdi_device_ids)}}
+            for d in prepared.devices]
 
 
 class DraServicer(api_pb2_grpc.DRAPluginServicer):
@@ -47,6 +60,7 @@ class DraServicer(api_pb2_grpc.DRAPluginServicer):
                     error=f"ResourceClaim {ref.namespace}/{ref.name} has UID "
                           f"{claim['metadata']['uid']}, not {ref.uid}")
             prepared = await self.state.prepare(claim)
+            await self._report(ref, device_status(prepared))
         except (DraPluginError, OSError) as err:
             return api_pb2.NodePrepareResourceResponse(error=str(err))
         except Exception as err:  # the kubelet reports the error on the pod
@@ -57,6 +71,15 @@ class DraServicer(api_pb2_grpc.DRAPluginServicer):
                            device_name=d.device, cdi_device_ids=d.cdi_device_ids)
             for d in prepared.devices])
 
+    async def _report(self, ref: api_pb2.Claim, devices: list[JSON]) -> None:
+        """Write the claim's device status; best effort (the pod runs either way)."""
+        try:
+            await self.claims.patch_resource_claim_status(ref.namespace, ref.name, {
+                "metadata": {"uid": ref.uid}, "status": {"devices": devices or None}})
+        except KubeError as err:
+            log.warning("device status of claim %s/%s not written: %s", ref.namespace,
+                        ref.name, err)
+
     async def NodeUnprepareResources(self, request: api_pb2.NodeUnprepareResourcesRequest,
                                      context: Context
                                      ) -> api_pb2.NodeUnprepareResourcesResponse:
@@ -64,6 +87,7 @@ class DraServicer(api_pb2_grpc.DRAPluginServicer):
         for ref in request.claims:
             try:
                 await self.state.unprepare(ref.uid)
+                await self._report(ref, [])
                 answers[ref.uid] = api_pb2.NodeUnprepareResourceResponse()
             except (DraPluginError, OSError) as err:
                 answers[ref.uid] = api_pb2.NodeUnprepareResourceResponse(error=str(err))

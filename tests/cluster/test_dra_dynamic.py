@@ -106,6 +106,10 @@ def test_seven_1g5gb_claims_share_a_gpu_and_an_eighth_takes_another(
     assert len(uuids) == 8 and all(u.startswith("MIG-") for u in uuids)
     assert all("nvidia.com/mig-1g.5gb" in p["metadata"]["annotations"]["dgxsim.io/devices"]
                for p in running)
+    claims = control_plane.kubectl_json("get", "resourceclaims", "-n", namespace)["items"]
+    reported = {c["status"]["devices"][0]["data"]["uuid"] for c in claims
+                if (c.get("status") or {}).get("devices")}
+    assert reported == uuids, "each claim's device status names its MIG device"
     wait_for("all pods done", lambda: phases(control_plane, namespace)["Succeeded"] == 8,
              TIMEOUT_S)
     wait_for("the instances gone", lambda: mig_layout(control_plane) == {}, TIMEOUT_S)
