@@ -13,7 +13,10 @@ node's pool. Names and value types follow NVIDIA's kubelet plugin
   (semantic versions) and ``resource.kubernetes.io/pciBusID``;
 - capacities ``memory`` (bytes) and, for MIG devices, ``multiprocessors``,
   ``copyEngines``, ``decoders``, ``encoders``, ``jpegEngines``, ``ofaEngines``
-  (static MIG devices add ``memorySlice<N>``).
+  (static MIG devices add ``memorySlice<N>``);
+- an unhealthy device carries NVIDIA's taint ``gpu.nvidia.com/xid=<XID>:NoSchedule``
+  (in dynamic mode every slot of an unhealthy GPU, and the slot of an unhealthy MIG
+  device), so the scheduler places no new claim on it; what runs keeps running.
 
 Two modes. ``static``: the devices that exist now, in one slice. ``dynamic``
 (partitionable devices, KEP 4815): per GPU one CounterSet ``gpu-<minor>-counter-set``
@@ -60,6 +63,7 @@ MAX_DEVICES_PER_SLICE = 128
 MAX_DEVICES_WITH_COUNTERS = 64
 MAX_ATTRIBUTES_AND_CAPACITIES = 32
 PCI_BUS_ID_ATTRIBUTE = "resource.kubernetes.io/pciBusID"
+XID_TAINT = f"{DRA_DRIVER}/xid"
 BRAND = "Nvidia"
 """NVML's brand of data-center GPUs as go-nvlib prints it."""
 
@@ -162,6 +166,21 @@ def _common(inventory: NodeInventory, gpu: InventoryDevice) -> JSON:
     }
 
 
+def xid_taints(device: InventoryDevice) -> list[JSON]:
+    """NVIDIA's taint of an unhealthy device: ``gpu.nvidia.com/xid=<XID>:NoSchedule``
+    (health is reported, never enforced on what runs: no NoExecute)."""
+    if device.health == "Healthy":
+        return []
+    value = "" if device.xid is None else str(device.xid)
+    return [{"key": XID_TAINT, "value": value, "effect": "NoSchedule"}]
+
+
+def _with_taints(published: JSON, taints: list[JSON]) -> JSON:
+    if taints:
+        published["taints"] = taints
+    return published
+
+
 def _whole_gpus(inventory: NodeInventory) -> list[InventoryDevice]:
     return sorted((d for d in inventory.devices if d.kind == "gpu"), key=lambda d: d.gpu_index)
 
@@ -201,7 +220,7 @@ def static_devices(inventory: NodeInventory) -> list[JSON]:
     result: list[JSON] = []
     for gpu in _whole_gpus(inventory):
         if gpu.usable:
-            result.append(gpu_device(inventory, gpu))
+            result.append(_with_taints(gpu_device(inventory, gpu), xid_taints(gpu)))
             continue
         for mig in sorted((d for d in inventory.devices
                            if d.kind == "mig" and d.gpu_index == gpu.gpu_index and d.mig),
@@ -213,11 +232,11 @@ def static_devices(inventory: NodeInventory) -> list[JSON]:
             capacity = _mig_capacity(spec)
             for i in range(mig.mig.memory_start, mig.mig.memory_start + mig.mig.memory_slices):
                 capacity[f"memorySlice{i}"] = _quantity(1)
-            result.append({
+            result.append(_with_taints({
                 "name": mig_device_name(gpu.gpu_index, spec, mig.mig.memory_start),
                 "attributes": {**_mig_attributes(inventory, parents[gpu.gpu_index], spec.name),
                                "uuid": {"string": mig.id}},
-                "capacity": capacity})
+                "capacity": capacity}, xid_taints(mig)))
     return result
 
 
@@ -261,13 +280,20 @@ def dynamic_devices(inventory: NodeInventory, gpu: InventoryDevice) -> list[JSON
     whole["capacity"] = {c: _quantity(max(of(p) for p in table.profiles))
                          for c, of in _CAPACITY_OF.items()}
     whole["consumesCounters"] = _consumes(gpu.gpu_index, counters)
-    result = [whole]
+    gpu_taints = xid_taints(gpu)
+    result = [_with_taints(whole, gpu_taints)]
+    # A MIG device that exists and is unhealthy taints the slot it was created on.
+    unhealthy = {(d.mig.gi_profile_id, d.mig.memory_start): xid_taints(d)
+                 for d in inventory.devices
+                 if d.gpu_index == gpu.gpu_index and d.mig is not None and xid_taints(d)}
     for profile, start in slots(table):
-        result.append({
+        taints = gpu_taints or unhealthy.get((profile.profile_id, start), [])
+        result.append(_with_taints({
             "name": mig_device_name(gpu.gpu_index, profile, start),
             "attributes": _mig_attributes(inventory, gpu, profile.name),
             "capacity": _mig_capacity(profile),
-            "consumesCounters": _consumes(gpu.gpu_index, slot_consumption(profile, start))})
+            "consumesCounters": _consumes(gpu.gpu_index, slot_consumption(profile, start))},
+            taints))
     return result
 
 
@@ -290,8 +316,9 @@ def slice_specs(inventory: NodeInventory, mode: DraMode) -> list[JSON]:
     base = {"driver": DRA_DRIVER, "nodeName": inventory.node}
     if mode == "static":
         devices = static_devices(inventory)
-        chunks = [devices[i:i + MAX_DEVICES_PER_SLICE]
-                  for i in range(0, len(devices), MAX_DEVICES_PER_SLICE)] or [[]]
+        size = (MAX_DEVICES_WITH_COUNTERS if any(d.get("taints") for d in devices)
+                else MAX_DEVICES_PER_SLICE)
+        chunks = [devices[i:i + size] for i in range(0, len(devices), size)] or [[]]
         return [{**base, "devices": chunk} for chunk in chunks]
     sets = dynamic_counter_sets(inventory)
     specs: list[JSON] = []
@@ -316,7 +343,8 @@ def limit_problems(specs: list[JSON]) -> list[str]:
             problems.append(f"slice {n}: {len(sets)} counter sets")
         problems += [f"slice {n}: counter set {s['name']}: {len(s['counters'])} counters"
                      for s in sets if len(s["counters"]) > MAX_COUNTERS_PER_SET]
-        limit = (MAX_DEVICES_WITH_COUNTERS if any(d.get("consumesCounters") for d in devices)
+        limit = (MAX_DEVICES_WITH_COUNTERS
+                 if any(d.get("consumesCounters") or d.get("taints") for d in devices)
                  else MAX_DEVICES_PER_SLICE)
         if len(devices) > limit:
             problems.append(f"slice {n}: {len(devices)} devices (limit {limit})")

@@ -214,3 +214,24 @@ def test_an_agent_restart_keeps_prepared_claims_and_prepares_nothing_twice(
     log = agent.log.read_text()
     assert log.count(": prepared claim") == prepared, "a claim was prepared again"
     assert log.count(": unprepared claim") >= 3
+
+
+def test_an_xid_taints_the_gpus_devices_in_its_slice_until_cleared(
+        control_plane: Cluster, agent: AgentProcess) -> None:
+    from kube import dgxsim
+
+    def tainted() -> set[str]:
+        return {d["name"] for s in control_plane.kubectl_json("get", "resourceslices")["items"]
+                if s["spec"].get("nodeName") == NODE for d in s["spec"].get("devices") or []
+                if any(t["key"] == "gpu.nvidia.com/xid" and t["value"] == "79"
+                       and t["effect"] == "NoSchedule" for t in d.get("taints") or [])}
+
+    where = ("--state-dir", str(agent.state_dir), "--node", NODE, "--gpu", "5")
+    injected = dgxsim("fault", "inject", *where, "--xid", "79")
+    assert injected.returncode == 0, injected.stderr
+    names = wait_for("GPU 5's devices tainted", lambda: tainted() or None, TIMEOUT_S)
+    assert "gpu-5" in names and "gpu-5-mig-7g40gb-0-0" in names
+    assert all(n.startswith("gpu-5") for n in names) and len(names) == 26
+    cleared = dgxsim("fault", "clear", *where)
+    assert cleared.returncode == 0, cleared.stderr
+    wait_for("the taints gone", lambda: not tainted(), TIMEOUT_S)

@@ -103,3 +103,31 @@ def test_device_classes_are_nvidias() -> None:
     assert classes["mig.nvidia.com"]["spec"]["selectors"][0]["cel"]["expression"] == (
         "device.driver == 'gpu.nvidia.com' && "
         "device.attributes['gpu.nvidia.com'].type == 'mig'")
+
+
+def test_an_unhealthy_device_carries_nvidias_xid_taint_and_loses_it_when_healthy() -> None:
+    node = SimNode.create("dgx-0")
+    gpu3 = str(node.hardware.gpu(3).uuid)
+    node.set_health(gpu3, healthy=False, xid=79)
+    static = {d["name"]: d for d in _devices(slice_specs(node.inventory(), "static"))}
+    assert static["gpu-3"]["taints"] == [
+        {"key": "gpu.nvidia.com/xid", "value": "79", "effect": "NoSchedule"}]
+    assert "taints" not in static["gpu-2"]
+    dynamic = [d for d in _devices(slice_specs(node.inventory(), "dynamic"))
+               if d["name"].startswith("gpu-3")]
+    assert dynamic and all(d["taints"][0]["value"] == "79" for d in dynamic)
+    node.set_health(gpu3, healthy=True)
+    assert not any("taints" in d for d in _devices(slice_specs(node.inventory(), "dynamic")))
+
+
+def test_an_unhealthy_mig_device_taints_its_slot_only() -> None:
+    node = SimNode.create("dgx-0")
+    node.set_mig_mode(1, True)
+    node.reset_gpu(1)
+    node.create_gi(1, "2g.10gb", 2, default_ci=True)
+    node.set_health(str(node.mig_devices(1)[0].uuid), healthy=False, xid=48)
+    tainted = [d["name"] for d in _devices(slice_specs(node.inventory(), "dynamic"))
+               if d.get("taints")]
+    assert tainted == ["gpu-1-mig-2g10gb-14-2"]
+    static = [d for d in _devices(slice_specs(node.inventory(), "static")) if d.get("taints")]
+    assert [d["taints"][0]["value"] for d in static] == ["48"]
