@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kube import AgentProcess, Cluster, wait_for
@@ -56,3 +57,29 @@ def test_a_whole_gpu_claim_runs_on_a_static_node(control_plane: Cluster, agent: 
         "get", "pod", "whole", "-n", namespace)["status"].get("phase") == "Succeeded",
         TIMEOUT_S)
     assert all(d.owner is None for d in control_plane.inventory(NODE).devices)
+
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "nvidia"
+
+
+@pytest.mark.parametrize(("spec", "gpus"), [("dra-gpu-test7.yaml", {"ctr0": 1, "ctr1": 1}),
+                                             ("dra-gpu-test-count.yaml", {"ctr0": 2})])
+def test_nvidias_quickstart_specs_run_unchanged(control_plane: Cluster, agent: AgentProcess,
+                                                 spec: str, gpus: dict[str, int]) -> None:
+    control_plane.kubectl("apply", "-f", str(GOLDEN / spec))
+    try:
+        def visible() -> dict[str, list[str]] | None:
+            pod = control_plane.kubectl_json("get", "pod", "gpu-pod", "-n", "gpu-test1")
+            if pod.get("status", {}).get("phase") != "Running":
+                return None
+            annotations = pod["metadata"].get("annotations") or {}
+            return {c: annotations[f"dgxsim.io/env.{c}.NVIDIA_VISIBLE_DEVICES"].split(",")
+                    for c in gpus}
+
+        given = wait_for("NVIDIA's pod running", visible, TIMEOUT_S)
+        assert {c: len(ids) for c, ids in given.items()} == gpus
+        every = [i for ids in given.values() for i in ids]
+        assert len(set(every)) == len(every) and all(i.startswith("GPU-") for i in every)
+    finally:
+        control_plane.kubectl("delete", "namespace", "gpu-test1", "--wait=true",
+                              "--timeout=180s")
