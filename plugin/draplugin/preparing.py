@@ -108,6 +108,26 @@ class DeviceState:
         raise PrepareError(f"{self.node}: device {name} no longer exists (the MIG layout "
                            "changed since it was published)")
 
+    async def clear_strangers(self) -> list[str]:
+        """Dynamic mode, at start: destroy MIG devices no prepared claim holds (left by a
+        crash, or made by hand), as NVIDIA's driver does, so the published counters are
+        true; a device someone holds is left and reported. The names of what was left."""
+        if self.mode != "dynamic":
+            return []
+        async with self._lock:
+            ours = {d.uuid for c in self.checkpoint.claims().values() for d in c.devices}
+            left = []
+            for device in self.host.inventory().devices:
+                if device.kind != "mig" or device.id in ours:
+                    continue
+                if device.owner is not None:
+                    left.append(f"{device.id} (held by {device.owner})")
+                    continue
+                await asyncio.to_thread(self.host.destroy_mig, device.gpu_index, device.id)
+                log.warning("%s: destroyed MIG device %s that no prepared claim holds",
+                            self.node, device.id)
+            return left
+
     async def unprepare(self, uid: str) -> None:
         async with self._lock:
             claim = self.checkpoint.get(uid)

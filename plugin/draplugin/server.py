@@ -71,6 +71,10 @@ class DraNodePlugin:
 
     async def start(self) -> None:
         """Publish the slices, then serve the DRA service and the registration socket."""
+        left = await self.state.clear_strangers()
+        if left:
+            log.error("%s: MIG devices in use that no claim holds (the published counters "
+                      "count their slots as free): %s", self.node, ", ".join(left))
         await self.publisher.publish()
         service = service_socket(self.plugins_dir)
         service.parent.mkdir(parents=True, exist_ok=True)

@@ -92,3 +92,17 @@ def test_static_prepare_finds_the_existing_device(tmp_path: Path) -> None:
     assert layout(node, 0) == [("2g.10gb", 2)], "static devices are not destroyed"
     with pytest.raises(PrepareError, match="no longer exists"):
         asyncio.run(dra.prepare(claim("t", "gpu-0-mig-1g5gb-19-0")))
+
+
+def test_dynamic_start_clears_mig_devices_no_claim_holds(tmp_path: Path) -> None:
+    node, dra = state(tmp_path)
+    asyncio.run(dra.prepare(claim("a", "gpu-0-mig-1g5gb-19-6")))
+    node.create_gi(0, "1g.5gb", 0, default_ci=True)
+    node.set_mig_mode(4, True)
+    node.reset_gpu(4)
+    node.create_gi(4, "2g.10gb", 0, default_ci=True)
+    node.allocate(str(node.mig_devices(4)[0].uuid), "ns/pod/ctr")
+    left = asyncio.run(dra.clear_strangers())
+    assert layout(node, 0) == [("1g.5gb", 6)], "the claim's device stays, the stranger goes"
+    assert layout(node, 4) == [("2g.10gb", 0)] and left == [
+        f"{node.mig_devices(4)[0].uuid} (held by ns/pod/ctr)"]

@@ -202,7 +202,17 @@ def _ensure_binaries() -> None:
         raise CommandError(str(err)) from err
 
 
+def refuse_dra_conflicts(args: argparse.Namespace) -> None:
+    """In dynamic DRA mode the driver alone lays MIG out (on the slots the scheduler
+    chooses); a named layout on top would take slots the published counters call free."""
+    if args.dra == "dynamic" and args.mig_config:
+        raise CommandError(f"--mig-config {args.mig_config} with --dra dynamic: in dynamic "
+                           "mode MIG devices are created per claim; use --dra static to "
+                           "publish a named layout")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    refuse_dra_conflicts(args)
     if args.mig_config:
         from gpumodel.migparted import default_mig_configs
 
@@ -350,6 +360,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     from dgxsim.kubeletless import AgentOptions, run_agent
 
+    refuse_dra_conflicts(args)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = AgentOptions(
