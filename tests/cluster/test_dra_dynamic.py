@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kube import AgentProcess, Cluster, wait_for
+from kube import AgentProcess, Cluster, dgxsim, wait_for
 
 TIMEOUT_S = 180.0
 PREFIX = "dgxr"
@@ -218,8 +218,6 @@ def test_an_agent_restart_keeps_prepared_claims_and_prepares_nothing_twice(
 
 def test_an_xid_taints_the_gpus_devices_in_its_slice_until_cleared(
         control_plane: Cluster, agent: AgentProcess) -> None:
-    from kube import dgxsim
-
     def tainted() -> set[str]:
         return {d["name"] for s in control_plane.kubectl_json("get", "resourceslices")["items"]
                 if s["spec"].get("nodeName") == NODE for d in s["spec"].get("devices") or []
@@ -235,3 +233,33 @@ def test_an_xid_taints_the_gpus_devices_in_its_slice_until_cleared(
     cleared = dgxsim("fault", "clear", *where)
     assert cleared.returncode == 0, cleared.stderr
     wait_for("the taints gone", lambda: not tainted(), TIMEOUT_S)
+
+
+def test_the_performance_model_times_a_pod_on_the_mig_device_its_claim_got(
+        control_plane: Cluster, agent: AgentProcess, namespace: str) -> None:
+    from dgxnode.agent.workload import parse_workload
+    from dgxnode.prediction import predictor_for
+
+    workload = json.dumps({"workload": "gemm", "steps": 50000, "precision": "fp16",
+                           "params": {"m": 4096, "n": 4096, "k": 4096}})
+    timed = pod("timed", "one-3g", "1s")
+    timed["metadata"]["annotations"] = {"dgxsim.io/workload": workload}
+    apply(control_plane, namespace, template("one-3g", "3g.20gb"), timed)
+
+    def predicted() -> dict[str, str] | None:
+        meta = control_plane.kubectl_json("get", "pod", "timed", "-n", namespace)["metadata"]
+        annotations = meta.get("annotations") or {}
+        return annotations if "dgxsim.io/predicted-duration-s" in annotations else None
+
+    annotations = wait_for("the pod timed", predicted, TIMEOUT_S)
+    device = annotations["dgxsim.io/env.ctr.NVIDIA_VISIBLE_DEVICES"]
+    step_s = predictor_for("a100-40gb")(parse_workload(workload),
+                                        {"nvidia.com/mig-3g.20gb": (device,)})
+    assert float(annotations["dgxsim.io/predicted-duration-s"]) == pytest.approx(
+        50000 * step_s, abs=1e-3)
+    whole_s = predictor_for("a100-40gb")(parse_workload(workload), {"nvidia.com/gpu": ("x",)})
+    assert step_s > whole_s, "three sevenths of a GPU run slower than the whole"
+    listed = dgxsim("nvidia-smi", "--state-dir", str(agent.state_dir), "--node", NODE, "-L")
+    assert device in listed.stdout and "MIG 3g.20gb" in listed.stdout, listed.stdout
+    control_plane.kubectl("delete", "pod", "timed", "-n", namespace, "--wait=true")
+    wait_for("its instance gone", lambda: mig_layout(control_plane) == {}, TIMEOUT_S)
