@@ -33,7 +33,8 @@ dev: $(BIN)/.installed
 tools:
 	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain
 
-PROTOS := plugin/kubeletapi/v1beta1/api.proto plugin/kubeletapi/podresources/v1/api.proto
+PROTOS := plugin/kubeletapi/v1beta1/api.proto plugin/kubeletapi/podresources/v1/api.proto \
+	plugin/kubeletapi/dra/v1/api.proto plugin/kubeletapi/pluginregistration/v1/api.proto
 PROTOC := PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I plugin
 
 ## proto: regenerate the kubelet APIs' Python code (and type stubs) from their .proto files
@@ -67,7 +68,7 @@ lint: dev
 ## typecheck: mypy --strict over every package
 .PHONY: typecheck
 typecheck: dev
-	$(BIN)/mypy -p gpumodel -p kubeletapi -p kubewire -p localkube -p dgxnode -p deviceplugin -p migoperator -p dgxsim
+	$(BIN)/mypy -p gpumodel -p kubeletapi -p kubewire -p localkube -p dgxnode -p deviceplugin -p draplugin -p migoperator -p dgxsim
 
 ## imports: import-linter contracts (domain model is a leaf, components are independent)
 .PHONY: imports

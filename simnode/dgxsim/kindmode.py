@@ -20,6 +20,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from draplugin.server import DraNodePlugin
+
 from deviceplugin.cdi import spec_for, write_spec
 from deviceplugin.podresources import PodResourcesClient
 from deviceplugin.server import NodePlugin
@@ -34,9 +36,10 @@ from dgxnode.holdings import KubeletHoldings
 from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
-from dgxsim.kubeletless import feed_from, refresh_from_disk
+from dgxsim.drahost import SimNodeHost
+from dgxsim.kubeletless import feed_from, follow_for_dra, refresh_from_disk
 from gpumodel.systems import system
-from gpumodel.vocabulary import SYSTEM_NAMESPACE, MigStrategy
+from gpumodel.vocabulary import SYSTEM_NAMESPACE, DraMode, MigStrategy
 from kubeletapi.podresources.v1.constants import POD_RESOURCES_SOCKET
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,12 @@ class NodeRunOptions:
     """Where the runtime reads CDI specifications (``/var/run/cdi``); None writes none."""
     pod_resources_socket: Path | None = Path(POD_RESOURCES_SOCKET)
     """The kubelet's PodResources socket, asked which devices pods hold (None: not asked)."""
+    dra: DraMode | None = None
+    """Offer the GPUs through DRA in this mode instead of the device plugin."""
+    registry_dir: Path = Path("/var/lib/kubelet/plugins_registry")
+    """The kubelet's plugin watcher directory (the DRA plugin's registration socket)."""
+    kubelet_plugins_dir: Path = Path("/var/lib/kubelet/plugins")
+    """Where the DRA plugin's service socket goes (``<dir>/gpu.nvidia.com/dra.sock``)."""
 
 
 def allocate_context(options: NodeRunOptions) -> AllocateContext:
@@ -93,7 +102,8 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     sim = SimNode.open(store) if store.exists() else SimNode.create(
         options.node, options.kind, store)
     feed = InventoryFeed(sim.inventory())
-    plugin = NodePlugin(feed, options.plugin_dir, options.strategy, allocate_context(options))
+    plugin = None if options.dra else NodePlugin(feed, options.plugin_dir, options.strategy,
+                                                 allocate_context(options))
     endpoint = NodeEndpoint({sim.name: sim}, predictor_for(system(options.kind).gpu),
                             options.time_scale)
     kube = await Kube.connect(options.kubeconfig)
@@ -102,6 +112,9 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     agent = NodeAgent.beside_kubelet(kube, NodeController(
         kube, sim, None, options.strategy, config_namespace=options.namespace,
         holdings=holdings))
+    dra = None if options.dra is None else DraNodePlugin(
+        options.node, options.dra, SimNodeHost(sim), kube, options.registry_dir,
+        options.kubelet_plugins_dir, options.state_dir)
     tasks = []
     try:
         await endpoint.serve(options.state_dir / "run" / "node.sock")
@@ -109,9 +122,13 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
             # Pods a real kubelet runs are not timed here: a held device counts as busy.
             serve_metrics(DcgmCollector({sim.name: sim}, ActivityBook()),
                           options.metrics_host, options.metrics_port)
-        await plugin.start()
         tasks = [asyncio.create_task(feed_from(sim, feed)),
                  asyncio.create_task(refresh_from_disk(sim))]
+        if plugin is not None:
+            await plugin.start()
+        if dra is not None:
+            await dra.start()
+            tasks.append(asyncio.create_task(follow_for_dra(sim, dra)))
         if holdings is not None:
             await holdings.refresh()
             tasks.append(asyncio.create_task(holdings.run()))
@@ -119,13 +136,17 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
             tasks.append(asyncio.create_task(
                 keep_cdi_spec(feed, options.cdi_dir, allocate_context(options))))
         await agent.start()
-        print(f"node {options.node} ready: {len(plugin.servers)} resources advertised",
-              flush=True)
+        what = (f"{len(plugin.servers)} resources advertised" if plugin is not None
+                else f"DRA driver registered for the kubelet ({options.dra})")
+        print(f"node {options.node} ready: {what}", flush=True)
         await stop.wait()
     finally:
         for task in tasks:
             task.cancel()
         await agent.stop()
-        await plugin.stop()
+        if plugin is not None:
+            await plugin.stop()
+        if dra is not None:
+            await dra.stop()
         await endpoint.close()
         await kube.close()

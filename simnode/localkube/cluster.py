@@ -272,6 +272,9 @@ class ControlPlane:
                 # `kubernetes` Service's endpoint every 10 s, and Endpoints refuse a
                 # loopback address; nothing in-cluster dials that Service here.
                 "--endpoint-reconciler-type=none",
+                # DRA's v1 is served by default; the beta versions too, so manifests
+                # written for them (NVIDIA's DRA driver quickstart) apply unchanged.
+                "--runtime-config=resource.k8s.io/v1beta1=true,resource.k8s.io/v1beta2=true",
             ]
         common = [
             "--bind-address=127.0.0.1", f"--tls-cert-file={pki.serving_cert}",
