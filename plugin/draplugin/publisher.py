@@ -60,17 +60,21 @@ class SlicePublisher:
                              + "; ".join(problems))
         if specs == self.published:
             return False
+        owner = await self._owner()
+        if owner is None:
+            # Slices belong to their Node (deleted with it): none before it exists.
+            log.info("%s: no Node yet; its ResourceSlices wait for it", self.node)
+            return False
         listed = await self.api.list_resource_slices(
             field_selector=f"spec.nodeName={self.node},spec.driver={DRA_DRIVER}")
         existing = {s["metadata"]["name"]: s for s in listed.items}
         top = max((int(s["spec"]["pool"]["generation"]) for s in existing.values()), default=0)
         self.generation = max(self.generation, top) + 1
-        owner = await self._owner()
         for index, spec in enumerate(specs):
             name = slice_name(self.node, index)
             body: JSON = {
                 "apiVersion": DRA_API_VERSION, "kind": "ResourceSlice",
-                "metadata": {"name": name, **({"ownerReferences": [owner]} if owner else {})},
+                "metadata": {"name": name, "ownerReferences": [owner]},
                 "spec": {**spec, "pool": {"name": self.node, "generation": self.generation,
                                           "resourceSliceCount": len(specs)}}}
             if name in existing:

@@ -258,8 +258,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
         await _wait_registered(wirings)
         await agent.start()
         for w in wirings:
-            if w.dra is not None:  # the Node exists now: its slices get it as their owner
-                w.dra.publisher.published = None
+            if w.dra is not None:  # the Node exists now: its slices can be published
                 w.dra.inventory_changed()
         log.info("%d nodes up", len(wirings))
         print(f"node agent ready: {len(wirings)} nodes", flush=True)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -34,14 +35,16 @@ from gpumodel.vocabulary import DRA_DRIVER, GPU_RESOURCE
 from kubeletapi.dra.v1 import DRA_PLUGIN_SERVICE, DRA_PLUGIN_TYPE, api_pb2, api_pb2_grpc
 from kubeletapi.pluginregistration.v1 import api_pb2 as reg_pb2
 from kubeletapi.pluginregistration.v1 import api_pb2_grpc as reg_grpc
+from localkube.dirwatch import dir_watcher
 from localkube.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 CLAIMS_FILE = "dra-claims.json"
 RPC_TIMEOUT_S = 30.0
-SCAN_S = 1.0
-"""How often the plugin registry directory is looked at for new registrations."""
+REGISTER_TIMEOUT_S = 5.0
+"""How long a socket of the registry directory may take to answer GetInfo (a stale
+socket of a plugin that is gone must not hold up the others for long)."""
 
 
 class ClaimRef(BaseModel):
@@ -90,6 +93,8 @@ class ClaimManager:
     _channel: grpc.aio.Channel | None = None
     _seen: dict[Path, int] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
+    _unwatch: Callable[[], None] | None = None
+    _dirty: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _record: _Record = field(default_factory=_Record)
 
@@ -97,10 +102,15 @@ class ClaimManager:
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         if self.record_path.exists():
             self._record = _Record.model_validate(json.loads(self.record_path.read_text()))
+        # The kubelet's plugin watcher learns of new sockets from inotify (fsnotify):
+        # so does this one, through the process's one watcher of plugin directories.
+        self._unwatch = dir_watcher().watch(self.registry_dir, self._changed)
         await self.scan()
-        self._task = asyncio.create_task(self._watch(), name=f"dra registry {self.node}")
 
     async def stop(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -108,9 +118,17 @@ class ClaimManager:
         if self._channel is not None:
             await self._channel.close()
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(SCAN_S)
+    def _changed(self, name: str) -> None:
+        if not name.endswith(".sock"):
+            return
+        self._dirty = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._rescan(), name=f"dra registry {self.node}")
+
+    async def _rescan(self) -> None:
+        while self._dirty:
+            self._dirty = False
             try:
                 await self.scan()
             except Exception:
@@ -125,17 +143,24 @@ class ClaimManager:
                 continue
             if self._seen.get(socket) != inode:
                 self._seen[socket] = inode
-                await self._register(socket)
+                if not await self._register(socket):
+                    # Looked at again when the socket next changes.
+                    self._seen.pop(socket, None)
 
-    async def _register(self, socket: Path) -> None:
+    async def _register(self, socket: Path) -> bool:
+        """Register the plugin behind ``socket``; False when it did not answer."""
         async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
             registration = reg_grpc.RegistrationStub(channel)
             try:
-                info = await registration.GetInfo(reg_pb2.InfoRequest(), timeout=RPC_TIMEOUT_S)
+                # The socket appears when the plugin binds it, a moment before it
+                # listens: wait for it as the kubelet's blocking dial does.
+                info = await registration.GetInfo(reg_pb2.InfoRequest(),
+                                                  timeout=REGISTER_TIMEOUT_S,
+                                                  wait_for_ready=True)
             except grpc.aio.AioRpcError as err:
                 log.warning("%s: %s did not answer GetInfo: %s", self.node, socket,
                             err.code().name)
-                return
+                return False
             problem = None
             if info.type != DRA_PLUGIN_TYPE:
                 problem = f"plugin type {info.type!r} is not handled here"
@@ -155,6 +180,7 @@ class ClaimManager:
                          info.endpoint)
             await registration.NotifyRegistrationStatus(reg_pb2.RegistrationStatus(
                 plugin_registered=problem is None, error=problem or ""), timeout=RPC_TIMEOUT_S)
+            return True
 
     # ------------------------------------------------------------ claims
 
