@@ -47,22 +47,26 @@ real-node-deps:
 	fi; \
 	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain --real-node
 
-PROTO := plugin/kubeletapi/v1beta1/api.proto
+PROTOS := plugin/kubeletapi/v1beta1/api.proto plugin/kubeletapi/podresources/v1/api.proto \
+	plugin/kubeletapi/dra/v1/api.proto plugin/kubeletapi/pluginregistration/v1/api.proto
 PROTOC := PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I plugin
 
-## proto: regenerate the kubelet API's Python code (and type stubs) from its .proto
+## proto: regenerate the kubelet APIs' Python code (and type stubs) from their .proto files
 .PHONY: proto
 proto: dev
-	$(PROTOC) --python_out=plugin --mypy_out=plugin --grpc_python_out=plugin --mypy_grpc_out=plugin $(PROTO)
+	$(PROTOC) --python_out=plugin --mypy_out=plugin --grpc_python_out=plugin --mypy_grpc_out=plugin $(PROTOS)
 
 ## verify-proto: fail if the committed generated code differs from what `make proto` writes
 .PHONY: verify-proto
 verify-proto: dev
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO) >/dev/null; \
-	for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do \
-	  diff -u plugin/kubeletapi/v1beta1/$$f $$tmp/kubeletapi/v1beta1/$$f || { echo "generated $$f is stale: run make proto"; exit 1; }; \
-	done; echo "generated code matches $(PROTO)"
+	$(PROTOC) --python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) >/dev/null; \
+	for proto in $(PROTOS); do \
+	  dir=$$(dirname $${proto#plugin/}); \
+	  for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py api_pb2_grpc.pyi; do \
+	    diff -u plugin/$$dir/$$f $$tmp/$$dir/$$f || { echo "generated $$dir/$$f is stale: run make proto"; exit 1; }; \
+	  done; echo "generated code matches $$proto"; \
+	done
 
 ## fmt: format the code with ruff
 .PHONY: fmt
@@ -78,7 +82,7 @@ lint: dev
 ## typecheck: mypy --strict over every package
 .PHONY: typecheck
 typecheck: dev
-	$(BIN)/mypy -p gpumodel -p kubeletapi -p kubewire -p localkube -p dgxnode -p deviceplugin -p migoperator -p dgxsim
+	$(BIN)/mypy -p gpumodel -p kubeletapi -p kubewire -p localkube -p dgxnode -p deviceplugin -p draplugin -p migoperator -p dgxsim
 
 ## imports: import-linter contracts (domain model is a leaf, components are independent)
 .PHONY: imports

@@ -9,7 +9,7 @@ kubelet sets its capacity to zero instead of waiting for a disconnect timeout.
 It stays registered as a kubelet expects: when ``kubelet.sock`` is recreated (a
 kubelet restart) every resource registers again, once; when a plugin's own
 socket disappears its server is restarted and registered again. Changes of the
-directory arrive as inotify events (:mod:`deviceplugin.dirwatch`), so an idle
+directory arrive as inotify events (:mod:`localkube.dirwatch`), so an idle
 node costs nothing however many there are.
 """
 
@@ -27,13 +27,13 @@ from typing import Protocol, cast
 
 import grpc
 
-from deviceplugin.dirwatch import dir_watcher
 from deviceplugin.errors import DevicePluginError, RegistrationError, StrategyError
 from deviceplugin.servicer import AllocateContext, DevicePluginServicer, ResourceState
 from deviceplugin.strategy import Strategy, resources
 from gpumodel.inventory import NodeInventory
 from kubeletapi.v1beta1 import api_pb2, api_pb2_grpc
 from kubeletapi.v1beta1.constants import API_VERSION, KUBELET_SOCKET_NAME
+from localkube.dirwatch import dir_watcher
 
 log = logging.getLogger(__name__)
 RESTART_SETTLE_S = 0.2

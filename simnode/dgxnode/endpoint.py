@@ -10,7 +10,9 @@ that the device plugin's Allocate mounts into the container
   -> the predicted step time and run time on those devices.
 * ``POST /v1/nodes/{node}/containers``: ``{"owner": "ns/pod/ctr", "devices": [...]}``
   records the devices as in use (what running CUDA processes mean to the
-  MIG manager); ``DELETE`` with the same body releases them.
+  MIG manager); ``DELETE`` with the same body releases them. A device a real
+  kubelet assigned (:mod:`dgxnode.holdings`) is already held by the pod the
+  kubelet gave it to, whatever owner name the container uses.
 
 Bad requests get HTTP 400 with ``{"error": "..."}`` naming what is wrong.
 """
@@ -141,6 +143,8 @@ class NodeEndpoint:
         body: ContainerRequest = await self._body(request, ContainerRequest)
         try:
             for device_id in body.devices:
+                if device_id in node.state.kubelet_assigned:
+                    continue  # a real kubelet gave it to this container's pod: its record stands
                 node.allocate(device_id, body.owner)
         except SimnodeError as err:
             return _error(409, str(err))

@@ -17,7 +17,8 @@ import asyncio
 import functools
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
 from dgxnode import engine
@@ -40,6 +41,23 @@ from gpumodel.vocabulary import DEFAULT_NODE_KIND
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class KubeletHolding:
+    """What one answer of a real kubelet changed in the node's allocations."""
+
+    added: tuple[str, ...]
+    """Devices now recorded as held (newly, or by another owner than before)."""
+    released: tuple[str, ...]
+    """Devices the kubelet no longer lists, released."""
+    foreign: tuple[str, ...]
+    """Devices the kubelet lists that the node records as allocated to someone else."""
+
+    def describe(self) -> str:
+        parts = [f"{len(self.added)} held" if self.added else "",
+                 f"{len(self.released)} released" if self.released else ""]
+        return "kubelet's devices: " + (", ".join(p for p in parts if p) or "unchanged")
 
 
 def transaction(method: Callable[Concatenate[SimNode, P], R]
@@ -180,7 +198,7 @@ class SimNode:
         """A node reboot: containers are gone, MIG modes persist, GIs and CIs do not."""
         gpus = tuple(engine.reset(g) for g in self._state.gpus)
         self._commit(self._state.model_copy(update={"gpus": gpus, "allocations": {},
-                                                    "last_xid": {}}),
+                                                    "kubelet_assigned": (), "last_xid": {}}),
                      "reset", None, "node rebooted")
 
     # -- GPU and compute instances -----------------------------------------------------
@@ -250,10 +268,56 @@ class SimNode:
         if device_id not in self._state.allocations:
             raise AllocationError(f"{device_id} is not allocated")
         allocations = {k: v for k, v in self._state.allocations.items() if k != device_id}
-        self._commit(self._state.model_copy(update={"allocations": allocations}), "allocation",
-                     None, f"{device_id} released")
+        assigned = tuple(d for d in self._state.kubelet_assigned if d != device_id)
+        self._commit(self._state.model_copy(update={"allocations": allocations,
+                                                    "kubelet_assigned": assigned}),
+                     "allocation", None, f"{device_id} released")
         if self._state.pending_apply is not None:
             self._resume()
+
+    @transaction
+    def hold_for_kubelet(self, assigned: Mapping[str, str]) -> KubeletHolding:
+        """Make the node's allocations agree with what a real kubelet has assigned.
+
+        ``assigned`` is the kubelet's whole answer (device ID -> owner
+        ``namespace/pod/container``). Each device it lists is recorded as allocated to
+        that owner, so a MIG change that would destroy it is blocked exactly as one in
+        use by a pod of the node agent; each device recorded from an earlier answer
+        that the kubelet no longer lists is released, and a config apply waiting on
+        it resumes. Allocations the node made itself are left alone: a device the
+        kubelet lists that is already allocated to someone else is reported, not taken.
+        """
+        known = {d.id for d in self.inventory().devices}
+        allocations = dict(self._state.allocations)
+        previous = [d for d in self._state.kubelet_assigned if d in allocations]
+        released = [d for d in previous if d not in assigned]
+        for device_id in released:
+            del allocations[device_id]
+        ours = set(previous) - set(released)
+        added: list[str] = []
+        foreign: list[str] = []
+        for device_id, owner in sorted(assigned.items()):
+            if device_id not in known:
+                continue  # not this node's, or gone with an earlier layout
+            if device_id in ours or device_id not in allocations:
+                if allocations.get(device_id) != owner:
+                    added.append(device_id)
+                allocations[device_id] = owner
+                ours.add(device_id)
+            elif allocations[device_id] == owner:
+                ours.add(device_id)  # the workload itself recorded it first
+            else:
+                foreign.append(device_id)
+        change = KubeletHolding(tuple(added), tuple(released), tuple(foreign))
+        kept = tuple(sorted(ours))
+        if allocations == self._state.allocations and kept == self._state.kubelet_assigned:
+            return change
+        self._commit(self._state.model_copy(update={"allocations": allocations,
+                                                    "kubelet_assigned": kept}),
+                     "allocation", None, change.describe())
+        if released and self._state.pending_apply is not None:
+            self._resume()
+        return change
 
     @transaction
     def set_health(self, device_id: str, healthy: bool, xid: int | None = None) -> None:

@@ -49,6 +49,7 @@ def _gpu_device(hw: GpuHardware, gpu: GpuState, state: NodeState) -> InventoryDe
         gpu_uuid=hw.uuid, pci_bus_id=hw.pci_bus_id, pcie_switch=hw.pcie_switch,
         numa_node=hw.numa_node, memory_mib=hw.memory_mib, sms=hw.sms,
         health="Unhealthy" if hw.uuid in state.unhealthy else "Healthy",
+        xid=state.last_xid.get(hw.uuid) if hw.uuid in state.unhealthy else None,
         owner=state.allocations.get(hw.uuid), usable=not gpu.mig_enabled)
 
 
@@ -68,5 +69,7 @@ def _mig_entries(node: str, hw: GpuHardware, table: ProfileTable, gpu: GpuState,
             pci_bus_id=hw.pci_bus_id, pcie_switch=hw.pcie_switch, numa_node=hw.numa_node,
             memory_mib=dev.gi_spec.memory_mib, sms=dev.sms, mig=placement,
             health="Unhealthy" if unhealthy else "Healthy",
+            xid=(state.last_xid.get(dev.uuid, state.last_xid.get(hw.uuid)) if unhealthy
+                 else None),
             owner=state.allocations.get(dev.uuid)))
     return entries

@@ -78,6 +78,9 @@ class NodeState(_Frozen):
     gpus: tuple[GpuState, ...]
     allocations: dict[str, str] = Field(default_factory=dict)
     """Device ID (``GPU-...`` / ``MIG-...``) -> owner (``namespace/pod/container``)."""
+    kubelet_assigned: tuple[str, ...] = ()
+    """The allocations a real kubelet made (kind mode: read from its PodResources API),
+    released when the kubelet no longer lists them; the others are the node's own."""
     unhealthy: tuple[str, ...] = ()
     last_xid: dict[str, int] = Field(default_factory=dict)
     """Device ID -> the last XID error raised on it (DCGM's ``DCGM_FI_DEV_XID_ERRORS``);

@@ -6,7 +6,9 @@ kubelet's socket and advertises the simulated GPUs and MIG devices; the node's
 state and MIG engine answer ``nvidia.com/mig.config`` as NVIDIA's mig-manager
 does; the labels follow as gpu-feature-discovery writes them; and job
 containers reach the node through its endpoint socket, which Allocate mounts
-into them together with the node's state (for ``nvidia-smi``).
+into them together with the node's state (for ``nvidia-smi``). Which devices
+the kubelet gave to which pod the node reads from the kubelet's PodResources
+API, so a MIG change never destroys a device a pod holds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from draplugin.server import DraNodePlugin
+
 from deviceplugin.cdi import spec_file, spec_for, write_spec
+from deviceplugin.podresources import PodResourcesClient
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
@@ -27,12 +32,15 @@ from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.runner import NodeAgent
 from dgxnode.dcgm import ActivityBook, DcgmCollector, serve_metrics
 from dgxnode.endpoint import NodeEndpoint
+from dgxnode.holdings import KubeletHoldings
 from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
-from dgxsim.kubeletless import feed_from, refresh_from_disk
+from dgxsim.drahost import SimNodeHost
+from dgxsim.kubeletless import feed_from, follow_for_dra, refresh_from_disk
 from gpumodel.systems import system
-from gpumodel.vocabulary import SYSTEM_NAMESPACE, MigStrategy
+from gpumodel.vocabulary import SYSTEM_NAMESPACE, DraMode, MigStrategy
+from kubeletapi.podresources.v1.constants import POD_RESOURCES_SOCKET
 
 log = logging.getLogger(__name__)
 CONTAINER_RUN_DIR = "/run/dgxsim"
@@ -55,6 +63,14 @@ class NodeRunOptions:
     metrics_host: str = "127.0.0.1"
     cdi_dir: Path | None = None
     """Where the runtime reads CDI specifications (``/var/run/cdi``); None writes none."""
+    pod_resources_socket: Path | None = Path(POD_RESOURCES_SOCKET)
+    """The kubelet's PodResources socket, asked which devices pods hold (None: not asked)."""
+    dra: DraMode | None = None
+    """Offer the GPUs through DRA in this mode instead of the device plugin."""
+    registry_dir: Path = Path("/var/lib/kubelet/plugins_registry")
+    """The kubelet's plugin watcher directory (the DRA plugin's registration socket)."""
+    kubelet_plugins_dir: Path = Path("/var/lib/kubelet/plugins")
+    """Where the DRA plugin's service socket goes (``<dir>/gpu.nvidia.com/dra.sock``)."""
 
 
 def allocate_context(options: NodeRunOptions) -> AllocateContext:
@@ -87,12 +103,19 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     sim = SimNode.open(store) if store.exists() else SimNode.create(
         options.node, options.kind, store)
     feed = InventoryFeed(sim.inventory())
-    plugin = NodePlugin(feed, options.plugin_dir, options.strategy, allocate_context(options))
+    plugin = None if options.dra else NodePlugin(feed, options.plugin_dir, options.strategy,
+                                                 allocate_context(options))
     endpoint = NodeEndpoint({sim.name: sim}, predictor_for(system(options.kind).gpu),
                             options.time_scale)
     kube = await Kube.connect(options.kubeconfig)
+    holdings = (None if options.pod_resources_socket is None else
+                KubeletHoldings(sim, PodResourcesClient(options.pod_resources_socket)))
     agent = NodeAgent.beside_kubelet(kube, NodeController(
-        kube, sim, None, options.strategy, config_namespace=options.namespace))
+        kube, sim, None, options.strategy, config_namespace=options.namespace,
+        holdings=holdings))
+    dra = None if options.dra is None else DraNodePlugin(
+        options.node, options.dra, SimNodeHost(sim), kube, options.registry_dir,
+        options.kubelet_plugins_dir, options.state_dir)
     tasks = []
     try:
         await endpoint.serve(options.state_dir / "run" / "node.sock")
@@ -100,20 +123,31 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
             # Pods a real kubelet runs are not timed here: a held device counts as busy.
             serve_metrics(DcgmCollector({sim.name: sim}, ActivityBook()),
                           options.metrics_host, options.metrics_port)
-        await plugin.start()
         tasks = [asyncio.create_task(feed_from(sim, feed)),
                  asyncio.create_task(refresh_from_disk(sim))]
+        if plugin is not None:
+            await plugin.start()
+        if dra is not None:
+            await dra.start()
+            tasks.append(asyncio.create_task(follow_for_dra(sim, dra)))
+        if holdings is not None:
+            await holdings.refresh()
+            tasks.append(asyncio.create_task(holdings.run()))
         if options.cdi_dir is not None:
             tasks.append(asyncio.create_task(
                 keep_cdi_spec(feed, options.cdi_dir, allocate_context(options))))
         await agent.start()
-        print(f"node {options.node} ready: {len(plugin.servers)} resources advertised",
-              flush=True)
+        what = (f"{len(plugin.servers)} resources advertised" if plugin is not None
+                else f"DRA driver registered for the kubelet ({options.dra})")
+        print(f"node {options.node} ready: {what}", flush=True)
         await stop.wait()
     finally:
         for task in tasks:
             task.cancel()
         await agent.stop()
-        await plugin.stop()
+        if plugin is not None:
+            await plugin.stop()
+        if dra is not None:
+            await dra.stop()
         await endpoint.close()
         await kube.close()

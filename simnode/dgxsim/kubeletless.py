@@ -23,11 +23,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from draplugin.server import DraNodePlugin
+
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
 from deviceplugin.strategy import advertised_counts
 from dgxnode.agent.checkpoint import CHECKPOINT_FILE, Checkpoint
+from dgxnode.agent.dra import CLAIMS_FILE, ClaimManager
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
@@ -45,10 +48,19 @@ from dgxnode.errors import SimnodeError
 from dgxnode.node import SimNode
 from dgxnode.prediction import activity_estimator, predictor_for
 from dgxnode.store import NodeStore
+from dgxsim.drahost import SimNodeHost
 from dgxsim.statedir import node_dir
+from gpumodel.dra import device_classes
 from gpumodel.labels import leaf_switch
 from gpumodel.systems import system
-from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, LEAF_SWITCH, MigStrategy
+from gpumodel.vocabulary import (
+    DEFAULT_MIG_STRATEGY,
+    DEFAULT_NODE_KIND,
+    LEAF_SWITCH,
+    DraMode,
+    MigStrategy,
+)
+from kubewire import ConflictError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,9 @@ class AgentOptions:
     name_prefix: str = "dgx"
     metrics_port: int | None = None
     """Serve the nodes' DCGM metrics on 127.0.0.1 at this port (0: any free port)."""
+    dra: DraMode | None = None
+    """Offer the GPUs through DRA (``gpu.nvidia.com``) in this mode instead of the device
+    plugin; a node never offers the same GPUs both ways."""
 
 
 def node_names(options: AgentOptions) -> list[str]:
@@ -110,11 +125,14 @@ def open_node_files(state_dir: Path, name: str, kind: str
 class NodeWiring:
     sim: SimNode
     feed: InventoryFeed
-    plugin: NodePlugin
+    plugin: NodePlugin | None
+    """The device plugin; None on a node that offers its GPUs through DRA."""
     devices: DeviceManager
     controller: NodeController
     damage: list[str]
     """What of the node's files could not be used at start (rebuilt from the API server)."""
+    dra: DraNodePlugin | None = None
+    claims: ClaimManager | None = None
     follower: asyncio.Task[None] | None = None
     refresher: asyncio.Task[None] | None = None
 
@@ -170,13 +188,41 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
     feed = InventoryFeed(sim.inventory())
     smi = shutil.which("nvidia-smi")
     context = AllocateContext(name, f"unix://{endpoint_socket(sockets)}", smi)
-    plugin = NodePlugin(feed, plugin_dir, options.strategy, context)
     leaf = leaf_switch(system(options.kind).nodes_per_leaf, index)
+    labels = {LEAF_SWITCH: leaf} if leaf else {}
+    if options.dra is not None:
+        # The kubelet's layout: registration in plugins_registry, the service in plugins.
+        dra = DraNodePlugin(name, options.dra, SimNodeHost(sim), kube,
+                            plugin_dir / "plugins_registry", plugin_dir / "plugins",
+                            node_dir(options.state_dir, name))
+        claims = ClaimManager(name, plugin_dir / "plugins_registry", kube,
+                              node_dir(options.state_dir, name) / CLAIMS_FILE)
+        controller = NodeController(kube, sim, devices, options.strategy, options.mig_config,
+                                    initial_labels=labels)
+        return NodeWiring(sim, feed, None, devices, controller, damage, dra, claims)
+    plugin = NodePlugin(feed, plugin_dir, options.strategy, context)
     controller = NodeController(
-        kube, sim, devices, options.strategy, options.mig_config,
-        initial_labels={LEAF_SWITCH: leaf} if leaf else {},
+        kube, sim, devices, options.strategy, options.mig_config, initial_labels=labels,
         advertised=lambda inventory: advertised_counts(inventory, options.strategy))
     return NodeWiring(sim, feed, plugin, devices, controller, damage)
+
+
+async def ensure_device_classes(kube: Kube) -> None:
+    """NVIDIA's DeviceClasses, created once (a cluster's own are left as they are)."""
+    for body in device_classes():
+        with contextlib.suppress(ConflictError):
+            await kube.create_device_class(body)
+
+
+async def follow_for_dra(sim: SimNode, dra: DraNodePlugin) -> None:
+    """Tell the DRA plugin about every change of its node (it publishes anew)."""
+    queue, unsubscribe = sim.changes()
+    try:
+        while True:
+            await queue.get()
+            dra.inventory_changed()
+    finally:
+        unsubscribe()
 
 
 async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) -> None:
@@ -196,7 +242,8 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     gpu = system(options.kind).gpu
     agent = NodeAgent.build(kube, [w.controller for w in wirings], clock, predictor,
                             PodActivities(book, activity_estimator(gpu)),
-                            damage={w.sim.name: w.damage for w in wirings})
+                            damage={w.sim.name: w.damage for w in wirings},
+                            claims={w.sim.name: w.claims for w in wirings if w.claims})
     endpoint = NodeEndpoint({w.sim.name: w.sim for w in wirings}, predictor,
                             options.time_scale)
     try:
@@ -204,13 +251,15 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
         if options.metrics_port is not None:
             serve_metrics(DcgmCollector({w.sim.name: w.sim for w in wirings}, book),
                           "127.0.0.1", options.metrics_port, WatchLiveness(agent.live))
+        if options.dra is not None:
+            await ensure_device_classes(kube)
         for w in wirings:
-            await w.devices.start()
-            await w.plugin.start()
-            w.follower = asyncio.create_task(feed_from(w.sim, w.feed))
-            w.refresher = asyncio.create_task(refresh_from_disk(w.sim))
+            await _start_node(w)
         await _wait_registered(wirings)
         await agent.start()
+        for w in wirings:
+            if w.dra is not None:  # the Node exists now: its slices can be published
+                w.dra.inventory_changed()
         log.info("%d nodes up", len(wirings))
         print(f"node agent ready: {len(wirings)} nodes", flush=True)
         await stop.wait()
@@ -218,19 +267,45 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
         await endpoint.close()
         await agent.stop()
         for w in wirings:
-            for task in (w.follower, w.refresher):
-                if task is not None:
-                    task.cancel()
-            await w.plugin.stop()
-            await w.devices.stop()
+            await _stop_node(w)
         await kube.close()
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+async def _start_node(w: NodeWiring) -> None:
+    """The node's kubelet side and its device plugin or DRA plugin."""
+    await w.devices.start()
+    if w.plugin is not None:
+        await w.plugin.start()
+        w.follower = asyncio.create_task(feed_from(w.sim, w.feed))
+    if w.dra is not None and w.claims is not None:
+        await w.dra.start()
+        await w.claims.start()
+        w.follower = asyncio.create_task(follow_for_dra(w.sim, w.dra))
+    w.refresher = asyncio.create_task(refresh_from_disk(w.sim))
+
+
+async def _stop_node(w: NodeWiring) -> None:
+    for task in (w.follower, w.refresher):
+        if task is not None:
+            task.cancel()
+    if w.plugin is not None:
+        await w.plugin.stop()
+    if w.claims is not None:
+        await w.claims.stop()
+    if w.dra is not None:
+        await w.dra.stop()
+    await w.devices.stop()
 
 
 async def _wait_registered(wirings: list[NodeWiring], timeout_s: float = 30.0) -> None:
     """Wait until each node's device manager has heard every advertised resource once."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     for w in wirings:
+        if w.plugin is None:
+            if w.claims is not None and w.claims.stub is None:
+                raise TimeoutError(f"{w.sim.name}: the DRA plugin did not register")
+            continue
         while set(w.devices.endpoints) != set(w.plugin.servers) or not all(
                 e.first_list.is_set() for e in w.devices.endpoints.values()):
             if asyncio.get_running_loop().time() > deadline:

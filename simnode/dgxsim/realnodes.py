@@ -120,6 +120,7 @@ def node_run_argv(plane: ControlPlane, record: RealNodeRecord, containerd: Conta
             "--mig-strategy", options.mig_strategy,
             "--device-plugin-dir", str(record.device_plugin_link),
             "--cdi-dir", str(containerd.cdi_dir), "--kubeconfig", str(plane.kubeconfig),
+            "--pod-resources-socket", str(record.pod_resources_socket),
             "--time-scale", repr(options.time_scale)]
 
 

@@ -55,6 +55,8 @@ class InventoryDevice(_Frozen):
     sms: int = Field(gt=0)
     mig: MigPlacement | None = None
     health: Health = "Healthy"
+    xid: int | None = None
+    """The XID error that made the device (or its GPU) unhealthy, where one is known."""
     owner: str | None = None
     """Who holds the device (``namespace/pod/container``); None when free."""
     usable: bool = True

@@ -127,3 +127,20 @@ SYSTEM_NAMESPACE: Final = "dgxsim-system"
 chart uses its release namespace instead, passed to its pods as ``POD_NAMESPACE``."""
 NAMESPACE_ENV: Final = "POD_NAMESPACE"
 """The environment variable (the downward API's pod namespace) that overrides it."""
+
+# ----------------------------------------------------------------- DRA (NVIDIA's driver names)
+
+DRA_DRIVER: Final = "gpu.nvidia.com"
+"""The DRA driver name of NVIDIA's GPU driver: ResourceSlices, allocation results and the
+attribute domain (``device.attributes['gpu.nvidia.com'].profile``)."""
+GPU_DEVICE_CLASS: Final = "gpu.nvidia.com"
+"""NVIDIA's DeviceClass of whole GPUs (attribute ``type == 'gpu'``)."""
+MIG_DEVICE_CLASS: Final = "mig.nvidia.com"
+"""NVIDIA's DeviceClass of MIG devices (attribute ``type == 'mig'``)."""
+DRA_API_VERSION: Final = "resource.k8s.io/v1"
+
+DraMode = Literal["static", "dynamic"]
+DRA_MODES: Final[tuple[DraMode, ...]] = ("static", "dynamic")
+"""How a DRA node publishes its GPUs: ``static`` the devices that exist (whole GPUs or the
+current MIG devices), ``dynamic`` every MIG slot as a partitionable device under shared
+counters, created when a claim is prepared."""

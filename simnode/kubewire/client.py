@@ -61,6 +61,7 @@ class KubeClient:
         self._batch: Any = client.BatchV1Api(api)
         self._custom: Any = client.CustomObjectsApi(api)
         self._extensions: Any = client.ApiextensionsV1Api(api)
+        self._resource: Any = client.ResourceV1Api(api)
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None) -> Self:
@@ -292,3 +293,43 @@ class KubeClient:
     async def replace_crd(self, name: str, body: JSON) -> JSON:
         return await self._call(f"replace crd {name}",
                                 self._extensions.replace_custom_resource_definition, name, body)
+
+    # ------------------------------------------------------------ DRA (resource.k8s.io/v1)
+
+    async def list_resource_slices(self, *, field_selector: str | None = None) -> ObjectList:
+        return await self._list("list resourceslices", self._resource.list_resource_slice,
+                                **_selectors(None, field_selector))
+
+    async def create_resource_slice(self, body: JSON) -> JSON:
+        return await self._call(f"create resourceslice {body['metadata']['name']}",
+                                self._resource.create_resource_slice, body)
+
+    async def replace_resource_slice(self, name: str, body: JSON) -> JSON:
+        """Replace with the body's resourceVersion: a concurrent writer makes it a conflict."""
+        return await self._call(f"replace resourceslice {name}",
+                                self._resource.replace_resource_slice, name, body)
+
+    async def delete_resource_slice(self, name: str) -> None:
+        try:
+            await self._call(f"delete resourceslice {name}",
+                             self._resource.delete_resource_slice, name)
+        except NotFoundError:
+            return
+
+    async def read_resource_claim(self, namespace: str, name: str) -> JSON:
+        return await self._call(f"read resourceclaim {namespace}/{name}",
+                                self._resource.read_namespaced_resource_claim, name, namespace)
+
+    async def patch_resource_claim_status(self, namespace: str, name: str, patch: JSON) -> JSON:
+        """A JSON merge patch of the claim's status (the driver's device status)."""
+        return await self._call(f"patch resourceclaim {namespace}/{name} status",
+                                self._resource.patch_namespaced_resource_claim_status, name,
+                                namespace, patch, _content_type=MERGE_PATCH)
+
+    async def read_device_class(self, name: str) -> JSON:
+        return await self._call(f"read deviceclass {name}", self._resource.read_device_class,
+                                name)
+
+    async def create_device_class(self, body: JSON) -> JSON:
+        return await self._call(f"create deviceclass {body['metadata']['name']}",
+                                self._resource.create_device_class, body)

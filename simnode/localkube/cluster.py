@@ -278,6 +278,9 @@ class ControlPlane:
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--kubelet-client-certificate={pki.client_cert(pkimod.ADMIN)}",
                 f"--kubelet-client-key={pki.client_key(pkimod.ADMIN)}",
+                # DRA's v1 is served by default; the beta versions too, so manifests
+                # written for them (NVIDIA's DRA driver quickstart) apply unchanged.
+                "--runtime-config=resource.k8s.io/v1beta1=true,resource.k8s.io/v1beta2=true",
             ]
         common = [
             "--bind-address=127.0.0.1", f"--tls-cert-file={pki.serving_cert}",

@@ -122,6 +122,11 @@ class RealNodeRecord(BaseModel):
         """Where plugins bind their sockets: a link to :attr:`device_plugin_dir`."""
         return self.short_dir / "device-plugins"
 
+    @property
+    def pod_resources_socket(self) -> Path:
+        """The kubelet's PodResources socket, through a link in :attr:`short_dir`."""
+        return self.short_dir / "pod-resources" / "kubelet.sock"
+
 
 class RealNodesState(BaseModel):
     """What ``realnodes.json`` records."""
@@ -181,8 +186,11 @@ class Runtime:
         KUBELET_DEVICE_PLUGINS.mkdir(parents=True, exist_ok=True)  # the bind's mount point
         containerd = self.containerd(record)
         containerd.prepare(sandbox_image, record.stream_port)
-        record.device_plugin_link.unlink(missing_ok=True)
-        record.device_plugin_link.symlink_to(record.device_plugin_dir)
+        for link, target in ((record.device_plugin_link, record.device_plugin_dir),
+                             (record.pod_resources_socket.parent,
+                              record.root_dir / "pod-resources")):
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
         self._write_kubelet_files(record, pki, api_port)
         return containerd
 

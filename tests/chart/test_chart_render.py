@@ -216,6 +216,11 @@ def test_node_daemonset_mounts_the_kubelet_device_plugin_dir_at_the_same_path() 
     assert cdi["hostPath"] == {"path": "/var/run/cdi", "type": "DirectoryOrCreate"}, \
         "the runtime resolves the CDI names Allocate returns from the host's CDI directory"
     assert arg_after(container(ds)["args"], "--cdi-dir") == "/var/run/cdi"
+    pod_resources = "/var/lib/kubelet/pod-resources"
+    assert volumes[mounts[pod_resources]["name"]]["hostPath"]["path"] == pod_resources
+    assert mounts[pod_resources]["readOnly"] is True, "the node only asks the kubelet"
+    assert arg_after(container(ds)["args"], "--pod-resources-socket") == \
+        f"{pod_resources}/kubelet.sock"
 
 
 def test_node_daemonset_scheduling_defaults() -> None:

@@ -225,6 +225,29 @@ def test_mig_relabel_then_a_mig_job(cluster: Path) -> None:
     assert walkthrough.rstrip().endswith('{"status": "completed", "steps": 30}')
 
 
+@needs_root
+def test_a_mig_change_waits_for_a_pod_the_real_kubelet_gave_a_device(cluster: Path) -> None:
+    """The node learns from the kubelet's PodResources API which devices pods hold."""
+    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mig-holder"},
+        "spec": {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": REAL},
+                 "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": workload_image(cluster),
+                                 "command": ["sleep", "3600"],
+                                 "resources": {"limits": {"nvidia.com/mig-1g.5gb": "1"}}}]}}))
+    wait_for("mig-holder running", lambda: kubectl(
+        cluster, "get", "pod", "mig-holder", "-o", "json")["status"].get("phase") == "Running",
+        timeout_s=180)
+    kubectl(cluster, "label", "node", REAL, "nvidia.com/mig.config=all-disabled", "--overwrite")
+    wait_for("the change refused", lambda: node(cluster)["metadata"]["labels"].get(
+        "nvidia.com/mig.config.state") == "failed", timeout_s=180)
+    events = kubectl(cluster, "get", "events", "--field-selector",
+                     f"reason=MigConfigBlocked,involvedObject.name={REAL}", "-o", "json")
+    assert any("mig-holder" in e["message"] for e in events["items"]), events["items"]
+    assert node(cluster)["status"]["allocatable"]["nvidia.com/mig-1g.5gb"] == "56"
+    kubectl(cluster, "delete", "pod", "mig-holder", "--wait=true", "--timeout=120s")
+
+
 def _mounts_under(path: Path) -> list[str]:
     return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
             if line.split()[4].startswith(str(path))]

@@ -8,7 +8,8 @@ node's Lease every 10 s as the kubelet does. In the role of NVIDIA's
 mig-manager it answers the ``nvidia.com/mig.config`` label: state ``pending``,
 then the per-GPU plan through the MIG engine (``rebooting`` while a GPU resets
 into or out of MIG mode), then ``success``, or ``failed`` with an event that
-names what blocked it.
+names what blocked it. Under a real kubelet the devices it assigned count as held
+(:mod:`dgxnode.holdings`), read from the kubelet just before each change.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dgxnode.agent.kube import Kube
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.objects import attestation_condition, node_object, node_status
 from dgxnode.errors import ApplyBlockedError, SimnodeError
+from dgxnode.holdings import KubeletHoldings
 from dgxnode.node import SimNode
 from gpumodel.inventory import NodeInventory
 from gpumodel.labels import gfd_labels, label_patch, security_labels
@@ -78,6 +80,9 @@ class NodeController:
     allocatable are current when the label says the layout is in place."""
     config_namespace: str = SYSTEM_NAMESPACE
     """Namespace of the mig-parted ConfigMap (an installed chart's release namespace)."""
+    holdings: KubeletHoldings | None = None
+    """Under a real kubelet: the devices it assigned, asked again before every MIG change
+    so the change sees each pod's devices as held (None: the node's own records only)."""
     uid: str | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _sent_status: JSON | None = None
@@ -272,6 +277,8 @@ class NodeController:
                 MIG_CONFIG_STATE: "pending"}}})
             try:
                 config = await self._load_configs()
+                if self.holdings is not None:
+                    await self.holdings.refresh()
                 self._readvertising = True
                 try:
                     # Every GPU's change is a locked, fsynced commit: off the loop.

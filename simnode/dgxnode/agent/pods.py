@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from dgxnode.agent.checkpoint import ContainerAllocation
+from dgxnode.agent.dra import ClaimManager
 from dgxnode.agent.errors import (
     AgentError,
     AnnotationError,
@@ -58,6 +60,7 @@ from dgxnode.node import SimNode
 from gpumodel.vocabulary import (
     DEVICES_ANNOTATION,
     ENV_ANNOTATION_PREFIX,
+    GPU_RESOURCE,
     MIG_RESOURCE_PREFIX,
     SIM_FINISHED_ANNOTATION,
     SIM_STARTED_ANNOTATION,
@@ -159,6 +162,8 @@ class NodePods:
     devices: DeviceManager
     damage: list[str] = field(default_factory=list)
     """What of the node's files could not be used at start (see :meth:`reconcile`)."""
+    claims: ClaimManager | None = None
+    """The kubelet's DRA side, on a node that offers its GPUs through DRA."""
 
 
 class PodTelemetry(Protocol):
@@ -334,9 +339,38 @@ class PodController:
                         # The node's state file is locked and fsynced: off the loop.
                         await asyncio.to_thread(node.sim.allocate, device_id, owner)
                     held[resource] = held.get(resource, ()) + alloc.device_ids
+            if node.claims is not None:
+                for resource, ids in (await self._prepare_claims(pod, node)).items():
+                    held[resource] = held.get(resource, ()) + ids
         except BaseException:
             await self._release(uid)
             raise
+        return held
+
+    async def _prepare_claims(self, pod: JSON, node: NodePods) -> dict[str, tuple[str, ...]]:
+        """Prepare the pod's ResourceClaims (the kubelet's DRA manager) and hold their devices
+        on the node as device-plugin devices are held: resource -> device IDs."""
+        assert node.claims is not None
+        meta = pod["metadata"]
+        per_container = await node.claims.prepare(pod)
+        inventory = node.sim.inventory()
+        held: dict[str, tuple[str, ...]] = {}
+        for container, entries in per_container.items():
+            owner = f"{meta['namespace']}/{meta['name']}/{container}"
+            by_resource: dict[str, tuple[str, ...]] = {}
+            for uuids in entries.values():
+                for uuid in uuids:
+                    resource = inventory.device(uuid).resource
+                    by_resource[resource] = (*by_resource.get(resource, ()), uuid)
+                    if node.sim.state.allocations.get(uuid, "").rsplit("/", 1)[0] != (
+                            owner.rsplit("/", 1)[0]):
+                        await asyncio.to_thread(node.sim.allocate, uuid, owner)
+            for resource, ids in by_resource.items():
+                await node.devices.checkpoint.record(meta["uid"], container, ContainerAllocation(
+                    resource=resource, device_ids=ids,
+                    envs={"NVIDIA_VISIBLE_DEVICES": ",".join(ids)},
+                    cdi_devices=tuple(f"{GPU_RESOURCE}={i}" for i in ids)))
+                held[resource] = held.get(resource, ()) + ids
         return held
 
     async def _announce(self, pod: JSON, devices: dict[str, tuple[str, ...]],
@@ -401,7 +435,8 @@ class PodController:
         # Where the pod ran is known; otherwise (a pod from before a restart) only the
         # nodes whose checkpoint holds it, never an await per node of the agent.
         nodes = [self.nodes[name]] if name in self.nodes else [
-            n for n in self.nodes.values() if n.devices.checkpoint.pod(uid)]
+            n for n in self.nodes.values() if n.devices.checkpoint.pod(uid)
+            or (n.claims is not None and uid in n.claims.pods())]
         for node in nodes:
             try:
                 await self._release_on(node, uid)
@@ -417,6 +452,8 @@ class PodController:
                     if device_id in node.sim.state.allocations:
                         await asyncio.to_thread(node.sim.release, device_id)
         await node.devices.release(uid)
+        if node.claims is not None:
+            await node.claims.unprepare(uid)
 
     async def _forget(self, uid: str) -> None:
         await _cancel(self.running.pop(uid, None))
@@ -433,7 +470,9 @@ class PodController:
             on_node = [p for p in alive if p["spec"].get("nodeName") == name]
             report = Rebuild(name, damage=list(node.damage))
             uids = {p["metadata"]["uid"] for p in on_node}
-            for uid in node.devices.checkpoint.pods():
+            held = set(node.devices.checkpoint.pods()) | set(
+                node.claims.pods() if node.claims is not None else ())
+            for uid in sorted(held):
                 if uid not in uids:
                     await self._release(uid)
             for pod in on_node:
@@ -446,6 +485,8 @@ class PodController:
             await self._report(name, report)
 
     async def _reconcile_pod(self, node: NodePods, pod: JSON, report: Rebuild) -> None:
+        if node.claims is not None and pod["spec"].get("resourceClaims"):
+            return  # its devices come back from the DRA driver's checkpoint when prepared
         try:
             recorded = recorded_devices(pod)
             if recorded is None:

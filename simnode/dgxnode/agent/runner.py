@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgxnode.agent.dra import ClaimManager
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.pods import NodePods, PodController, PodTelemetry
@@ -56,13 +57,17 @@ class NodeAgent:
     @classmethod
     def build(cls, kube: Kube, controllers: list[NodeController], clock: Clock,
               predictor: Any = None, telemetry: PodTelemetry | None = None,
-              damage: dict[str, list[str]] | None = None) -> NodeAgent:
+              damage: dict[str, list[str]] | None = None,
+              claims: dict[str, ClaimManager] | None = None) -> NodeAgent:
         """The kubelet-less agent: nodes, their status and their pods; ``damage`` says
-        which of each node's files could not be used at start (see :meth:`start`)."""
+        which of each node's files could not be used at start (see :meth:`start`); ``claims``
+        is the DRA side of the nodes that offer their GPUs through DRA."""
         table = {c.name: c for c in controllers}
         damage = damage or {}
+        claims = claims or {}
         pods = PodController(kube, {c.name: NodePods(c.sim, c.devices,
-                                                     list(damage.get(c.name, ())))
+                                                     list(damage.get(c.name, ())),
+                                                     claims.get(c.name))
                                     for c in controllers if c.devices is not None},
                              clock=clock, predictor=predictor, telemetry=telemetry)
         return cls(kube, table, pods)

@@ -21,6 +21,7 @@ from dgxsim.commands import (
 from gpumodel.vocabulary import (
     DEFAULT_MIG_STRATEGY,
     DEFAULT_NODE_KIND,
+    DRA_MODES,
     MIG_CONFIG_STATE,
     MIG_STRATEGIES,
     NODE_KINDS,
@@ -110,6 +111,11 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
                         help="label new nodes nvidia.com/mig.config=NAME (e.g. all-balanced)")
     parser.add_argument("--time-scale", type=positive_time_scale, default=1.0, metavar="X",
                         help="simulated seconds per wall-clock second (default 1)")
+    parser.add_argument("--dra", choices=DRA_MODES, default=None,
+                        help="offer the GPUs through DRA (NVIDIA's gpu.nvidia.com driver) "
+                             "instead of the device plugin: static publishes the devices "
+                             "that exist, dynamic every MIG slot, created when a claim is "
+                             "prepared")
 
 
 def agent_argv(args: argparse.Namespace, plane: ControlPlane, metrics_port: int) -> list[str]:
@@ -119,20 +125,23 @@ def agent_argv(args: argparse.Namespace, plane: ControlPlane, metrics_port: int)
             "--time-scale", repr(args.time_scale), "--metrics-port", str(metrics_port)]
     if args.mig_config:
         argv += ["--mig-config", args.mig_config]
+    if args.dra:
+        argv += ["--dra", args.dra]
     return argv
 
 
-def _node_ready(node: dict[str, Any], mig_config: str | None) -> bool:
-    """Ready, advertising GPUs, and with the requested MIG config applied (or failed)."""
+def _node_ready(node: dict[str, Any], mig_config: str | None, dra: bool = False) -> bool:
+    """Ready, advertising GPUs (a DRA node publishes them as ResourceSlices instead), and
+    with the requested MIG config applied (or failed)."""
     status = node.get("status", {})
     labels = node["metadata"].get("labels", {})
     return (any(c["type"] == "Ready" and c["status"] == "True"
                 for c in status.get("conditions", []))
-            and any(k.startswith(NVIDIA_PREFIX) for k in status.get("allocatable", {}))
+            and (dra or any(k.startswith(NVIDIA_PREFIX) for k in status.get("allocatable", {})))
             and (mig_config is None or labels.get(MIG_CONFIG_STATE) in ("success", "failed")))
 
 
-def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None
+def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None, dra: bool = False
                  ) -> Callable[[], bool]:
     """Whether ``count`` simulated nodes are ready; a refusal by the API server (other
     than no answer yet) ends the wait with its one-line error."""
@@ -149,7 +158,7 @@ def _nodes_ready(plane: ControlPlane, count: int, mig_config: str | None
             return False
         except KubeError as err:
             raise CommandError(f"waiting for the nodes: {err}") from err
-        return sum(_node_ready(n, mig_config) for n in nodes) >= count
+        return sum(_node_ready(n, mig_config, dra) for n in nodes) >= count
 
     return check
 
@@ -240,7 +249,17 @@ def _start_real_nodes(args: argparse.Namespace, plane: ControlPlane) -> None:
     _say(f"{args.real_nodes} real nodes Ready in {time.monotonic() - t0:.1f}s")
 
 
+def refuse_dra_conflicts(args: argparse.Namespace) -> None:
+    """In dynamic DRA mode the driver alone lays MIG out (on the slots the scheduler
+    chooses); a named layout on top would take slots the published counters call free."""
+    if args.dra == "dynamic" and args.mig_config:
+        raise CommandError(f"--mig-config {args.mig_config} with --dra dynamic: in dynamic "
+                           "mode MIG devices are created per claim; use --dra static to "
+                           "publish a named layout")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    refuse_dra_conflicts(args)
     _check_real_nodes(args)
     if args.mig_config:
         from gpumodel.migparted import default_mig_configs
@@ -278,7 +297,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         try:
             plane.start_extra(AGENT, agent_argv(args, plane, ports[AGENT]),
-                              _nodes_ready(plane, args.nodes, args.mig_config))
+                              _nodes_ready(plane, args.nodes, args.mig_config,
+                                           args.dra is not None))
         except ControlPlaneError as err:
             raise CommandError(str(err)) from err
         _say(f"{args.nodes} nodes Ready in {time.monotonic() - t0:.1f}s")
@@ -399,13 +419,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     from dgxsim.kubeletless import AgentOptions, run_agent
 
+    refuse_dra_conflicts(args)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = AgentOptions(
         state_dir=state_dir_of(args), kubeconfig=args.kubeconfig, nodes=args.nodes,
         kind=args.kind, strategy=args.mig_strategy, mig_config=args.mig_config,
         time_scale=args.time_scale, name_prefix=args.name_prefix,
-        metrics_port=args.metrics_port)
+        metrics_port=args.metrics_port, dra=args.dra)
     asyncio.run(run_agent(options))
     return 0
 

@@ -21,7 +21,14 @@ from dgxsim.commands import (
     positive_time_scale,
     state_dir_of,
 )
-from gpumodel.vocabulary import DEFAULT_MIG_STRATEGY, DEFAULT_NODE_KIND, MIG_STRATEGIES, NODE_KINDS
+from gpumodel.vocabulary import (
+    DEFAULT_MIG_STRATEGY,
+    DEFAULT_NODE_KIND,
+    DRA_MODES,
+    MIG_STRATEGIES,
+    NODE_KINDS,
+)
+from kubeletapi.podresources.v1.constants import POD_RESOURCES_SOCKET
 
 if TYPE_CHECKING:
     from dgxnode.node import SimNode
@@ -81,8 +88,21 @@ def register(sub: Any) -> None:
     run.add_argument("--cdi-dir", type=Path, default=Path("/var/run/cdi"), metavar="DIR",
                      help="write the node's CDI specification here for the container "
                           "runtime (default /var/run/cdi; an empty value writes none)")
+    run.add_argument("--dra", choices=DRA_MODES, default=None,
+                     help="offer the GPUs through DRA (NVIDIA's gpu.nvidia.com driver) "
+                          "instead of the device plugin")
+    run.add_argument("--kubelet-registry-dir", type=Path,
+                     default=Path("/var/lib/kubelet/plugins_registry"), metavar="DIR",
+                     help="the kubelet's plugin registration directory (DRA)")
+    run.add_argument("--kubelet-plugins-dir", type=Path,
+                     default=Path("/var/lib/kubelet/plugins"), metavar="DIR",
+                     help="where the DRA plugin's service socket goes")
     run.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                      help="address the metrics bind to (a pod: 0.0.0.0)")
+    run.add_argument("--pod-resources-socket", type=Path, default=Path(POD_RESOURCES_SOCKET),
+                     metavar="PATH",
+                     help="the kubelet's PodResources socket, asked which devices pods hold "
+                          f"(default {POD_RESOURCES_SOCKET}; an empty value asks none)")
     run.set_defaults(func=cmd_run)
 
 
@@ -99,7 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         time_scale=args.time_scale, kubeconfig=args.kubeconfig,
         namespace=namespace_of(args), metrics_port=args.metrics_port,
         cdi_dir=args.cdi_dir if str(args.cdi_dir) not in ("", ".") else None,
-        metrics_host=args.metrics_host)))
+        metrics_host=args.metrics_host, dra=args.dra, registry_dir=args.kubelet_registry_dir,
+        kubelet_plugins_dir=args.kubelet_plugins_dir,
+        pod_resources_socket=(args.pod_resources_socket
+                              if str(args.pod_resources_socket) not in ("", ".") else None))))
     return 0
 
 

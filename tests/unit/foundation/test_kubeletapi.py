@@ -7,25 +7,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from kubeletapi.podresources.v1 import api_pb2 as podresources_pb2
 from kubeletapi.v1beta1 import api_pb2
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 GENERATED = ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi")
 
 
-def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
+@pytest.mark.parametrize("package", ["kubeletapi/v1beta1", "kubeletapi/podresources/v1"])
+def test_generated_code_matches_the_proto(tmp_path: Path, package: str) -> None:
     bin_dir = Path(sys.executable).parent
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", "-I", "plugin",
          f"--python_out={tmp_path}", f"--mypy_out={tmp_path}",
          f"--grpc_python_out={tmp_path}", f"--mypy_grpc_out={tmp_path}",
-         "plugin/kubeletapi/v1beta1/api.proto"],
+         f"plugin/{package}/api.proto"],
         cwd=REPO_ROOT, check=True, capture_output=True,
         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     for name in GENERATED:
-        committed = (REPO_ROOT / "plugin/kubeletapi/v1beta1" / name).read_text()
-        fresh = (tmp_path / "kubeletapi/v1beta1" / name).read_text()
-        assert committed == fresh, f"{name} is stale: run `make proto`"
+        committed = (REPO_ROOT / "plugin" / package / name).read_text()
+        fresh = (tmp_path / package / name).read_text()
+        assert committed == fresh, f"{package}/{name} is stale: run `make proto`"
 
 
 def test_services_and_methods_have_the_kubelet_names() -> None:
@@ -63,3 +67,19 @@ def test_a_message_round_trips_through_the_wire_format() -> None:
     # Field 3 (resource_name), wire type 2 (length-delimited): tag byte 0x1a.
     assert b"\x1a\x0envidia.com/gpu" in request.SerializeToString()
     assert api_pb2.RegisterRequest.FromString(request.SerializeToString()) == request
+
+
+def test_pod_resources_has_the_kubelets_wire_names_and_numbers() -> None:
+    descriptor = podresources_pb2.DESCRIPTOR
+    assert descriptor.package == "v1"
+    lister = descriptor.services_by_name["PodResourcesLister"]
+    assert [m.name for m in lister.methods] == ["List", "GetAllocatableResources", "Get"]
+
+    def fields(message: str) -> dict[str, int]:
+        return {f.name: f.number for f in descriptor.message_types_by_name[message].fields}
+
+    assert fields("ListPodResourcesResponse") == {"pod_resources": 1}
+    assert fields("PodResources") == {"name": 1, "namespace": 2, "containers": 3}
+    assert fields("ContainerResources") == {
+        "name": 1, "devices": 2, "cpu_ids": 3, "memory": 4, "dynamic_resources": 5}
+    assert fields("ContainerDevices") == {"resource_name": 1, "device_ids": 2, "topology": 3}

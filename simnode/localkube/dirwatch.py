@@ -1,4 +1,4 @@
-"""Changes in the device-plugin directory, as the kubelet's own plugin watcher sees them.
+"""Changes in a kubelet plugin directory, as the kubelet's own plugin watcher sees them.
 
 The plugin must notice two things: ``kubelet.sock`` recreated (a kubelet
 restart: register again) and its own socket removed (the kubelet clears the

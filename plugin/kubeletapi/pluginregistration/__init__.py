@@ -1,0 +1,1 @@
+"""Wire format of the kubelet's plugin registration (``pluginregistration``)."""

@@ -1,0 +1,1 @@
+"""Generated code for ``package pluginregistration`` v1 (``make proto``)."""

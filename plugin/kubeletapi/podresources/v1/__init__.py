@@ -1,0 +1,1 @@
+"""Generated code for ``package v1`` of the PodResources API (``make proto``) and its constants."""
