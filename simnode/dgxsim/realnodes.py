@@ -1,16 +1,18 @@
 """``dgxsim up --real-nodes K``: simulated DGX nodes under a genuine kubelet, beside the others.
 
-:mod:`localkube.realnode` runs the machinery (containerd, kubelets, network
-namespaces); this module composes it with the node: the pause and workload
-images (the workload image holds this very dgxsim, so job containers have the
-``dgxsim`` entrypoint and ``nvidia-smi``), and per real node ``dgxsim node run``
-beside its kubelet, exactly as the chart's DaemonSet runs it on a kind worker:
-the device plugin registers at that kubelet's device-plugin directory and the
-node's CDI specification goes to containerd's CDI directory.
+:mod:`localkube.realnode` runs the machinery (per node a containerd, a
+kubelet, a network namespace); this module composes it with the node: the
+pause and workload images (the workload image holds this very dgxsim, so job
+containers have the ``dgxsim`` entrypoint and ``nvidia-smi``), and per real
+node ``dgxsim node run`` beside its kubelet, exactly as the chart's DaemonSet
+runs it on a kind worker: the device plugin registers at that kubelet's
+device-plugin directory, the node's CDI specification goes to that node's
+containerd's CDI directory, and the node asks that kubelet's PodResources API
+which devices pods hold.
 
 Every process is recorded with the control plane, so the supervisor restarts
 it and ``status`` lists it. ``down`` must stop the kubelets before containers
-are removed (a kubelet would start them again) and containerd after, then
+are removed (a kubelet would start them again) and each containerd after, then
 remove the namespaces, mounts and cgroups: :func:`stop_real_nodes`.
 """
 
