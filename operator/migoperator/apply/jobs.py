@@ -24,6 +24,13 @@ small loop that retries while such jobs wait. A job whose replica fails or
 disappears once running is Failed, and its other replicas are stopped. One
 lock serialises placement rounds and status updates, so two jobs never get
 the same devices.
+
+A job that claims its devices through DRA (``allocation: DRA``) is placed the
+same way on DRA nodes, counted from their ResourceSlices and the allocated
+ResourceClaims; its pods claim from a ResourceClaimTemplate the operator
+writes (:mod:`migoperator.apply.claims`) and are pinned to their nodes rather
+than bound, so that kube-scheduler allocates each claim on the chosen node.
+Until a replica's pod is bound, its devices count as promised.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from gpumodel.vocabulary import (
     WORKLOAD_ANNOTATION,
 )
 from kubewire import ConflictError, KubeError
+from migoperator.apply.claims import claim_pod, claim_template
 from migoperator.apply.kube import Kube, now_rfc3339
 from migoperator.errors import InvalidJobError, NotReadyError
 from migoperator.metrics import Metrics
@@ -63,6 +71,7 @@ from migoperator.models import (
     job_key,
     pod_name,
 )
+from migoperator.planning.dra_pools import DraPool, dra_key, dra_pools
 from migoperator.planning.job_placer import (
     Placement,
     job_request_of,
@@ -74,6 +83,7 @@ from migoperator.planning.views import (
     group_pods_by_node,
     job_admitted,
     job_phase,
+    job_spec,
     node_view,
     timestamp,
 )
@@ -115,13 +125,15 @@ def spec_problem(err: ValidationError) -> str:
 
 def pod_body(job: JSON, spec: DGXJobSpec, placed: ReplicaPlacement, seconds: float,
              scheduler: str) -> JSON:
+    """A replica's pod: bound by the operator to its node, or, for a DRA job, pinned to it
+    and claiming from the job's ResourceClaimTemplate."""
     meta = job["metadata"]
     labels = {JOB_LABEL: meta["name"], REPLICA_LABEL: str(placed.replica)}
     if spec.queue:
         labels[QUEUE_LABEL] = spec.queue
     workload = {"workload": spec.workload, "steps": spec.steps, "precision": spec.precision,
                 "params": spec.parameters}
-    return {
+    pod = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": placed.pod, "namespace": meta["namespace"], "labels": labels,
@@ -144,6 +156,7 @@ def pod_body(job: JSON, spec: DGXJobSpec, placed: ReplicaPlacement, seconds: flo
             }],
         },
     }
+    return claim_pod(pod, job, placed.node) if spec.allocation == "DRA" else pod
 
 
 def status_patch(**fields: Any) -> JSON:
@@ -190,7 +203,7 @@ class JobController:
             phase="Pending", reason="WaitingForCapacity", gpus=spec.gpus_text(),
             predictedSeconds=guess.seconds, predicted=human(guess.seconds),
             predictionSource=guess.source, observedGeneration=meta.get("generation"),
-            message=f"waiting for {spec.gpus_text()} {spec.resource}"))
+            message=f"waiting for {spec.gpus_text()} {spec.devices}"))
         self.on_change()
         return spec
 
@@ -237,8 +250,14 @@ class JobController:
         requests = [job_request_of(key, DGXJobSpec.model_validate(j["spec"]),
                                    timestamp(j["metadata"].get("creationTimestamp")))
                     for key, j in waiting_jobs.items() if key not in waiting]
+        pools: dict[str, DraPool] = {}
+        promised: list[tuple[str, str, int]] = []
+        if any(r.dra for r in requests):
+            pools = dra_pools((await self.kube.list_resource_slices()).items,
+                              (await self.kube.list_resource_claims()).items)
+            promised = promised_dra_devices(jobs, pods)
         devices = {v.name: v.device or DEFAULT_GPU for v in views}
-        for result in place_jobs(requests, node_capacities(views)):
+        for result in place_jobs(requests, node_capacities(views, pools, promised)):
             if isinstance(result, Placement):
                 job = waiting_jobs[result.key]
                 if not await self._confined(job, self._commit(job, result, devices)):
@@ -306,7 +325,12 @@ class JobController:
         meta = job["metadata"]
         namespace = meta["namespace"]
         scheduler = self.settings.placement.scheduler_name
+        dra = spec.allocation == "DRA"
         try:
+            if dra:
+                with contextlib.suppress(ConflictError):
+                    await self.kube.create_resource_claim_template(
+                        namespace, claim_template(job, spec))
             for replica in placed:
                 pod = await self.kube.create_pod(namespace, pod_body(
                     job, spec, replica, guess.seconds, scheduler))
@@ -316,17 +340,19 @@ class JobController:
                 if bound:
                     raise ConflictError(f"bind pod {namespace}/{replica.pod}", 409,
                                         f"already bound to {bound}")
-                await self.kube.bind_pod(namespace, replica.pod, replica.node)
+                if not dra:  # kube-scheduler binds a DRA replica where it is pinned
+                    await self.kube.bind_pod(namespace, replica.pod, replica.node)
         except KubeError as err:
             await self._roll_back(job, placed, str(err))
             return
         nodes = ",".join(dict.fromkeys(p.node for p in placed))
+        how = "pinned to" if dra else "bound to"
         await self._status(job, status_patch(phase="Scheduled", reason="Scheduled",
-                                             message=f"{len(placed)} replica(s) bound to "
+                                             message=f"{len(placed)} replica(s) {how} "
                                                      f"{nodes}"))
         self.metrics.decided("placement")
         await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
-                              "Placed", f"{spec.gpus_text()} {spec.resource} on {nodes}; "
+                              "Placed", f"{spec.gpus_text()} {spec.devices} on {nodes}; "
                               f"predicted {human(guess.seconds)} ({guess.source})")
 
     async def _roll_back(self, job: JSON, placed: tuple[ReplicaPlacement, ...],
@@ -412,6 +438,25 @@ class JobController:
             phase = (pod.get("status") or {}).get("phase")
             if phase not in TERMINAL and not pod["metadata"].get("deletionTimestamp"):
                 await self.kube.delete_pod(namespace, pod["metadata"]["name"], missing_ok=True)
+
+
+def promised_dra_devices(jobs: list[JSON], pods: list[JSON]) -> list[tuple[str, str, int]]:
+    """``(node, dra_key, count)`` of each placed DRA replica whose pod is not bound yet: its
+    claim may not be allocated, so the devices it will get still look free."""
+    bound = {(p["metadata"].get("namespace"), p["metadata"]["name"])
+             for p in pods if (p.get("spec") or {}).get("nodeName")}
+    promised = []
+    for job in jobs:
+        if job_phase(job) not in ("Placing", "Scheduled", "Running"):
+            continue
+        spec = job_spec(job)
+        if spec is None or spec.allocation != "DRA":
+            continue
+        status = DGXJobStatus.model_validate(job.get("status") or {})
+        namespace = job["metadata"].get("namespace")
+        promised += [(r.node, dra_key(spec.mig_profile), spec.per_replica)
+                     for r in status.placement if (namespace, r.pod) not in bound]
+    return promised
 
 
 def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:
