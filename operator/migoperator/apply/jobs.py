@@ -264,7 +264,14 @@ class JobController:
                     waiting[result.key] = "its placement failed; trying again"
             else:
                 waiting[result.key] = result.reason
+                await self._confined(waiting_jobs[result.key],
+                                     self._note_waiting(waiting_jobs[result.key], result.reason))
         return waiting
+
+    async def _note_waiting(self, job: JSON, why: str) -> None:
+        """Say in the job's status why its gang does not fit (when that changed)."""
+        if (job.get("status") or {}).get("message") != why:
+            await self._status(job, status_patch(message=why))
 
     async def _still_valid(self, job: JSON) -> bool:
         """Whether an admitted job's spec still parses; one edited into an invalid spec

@@ -1,0 +1,103 @@
+"""DGXJob gangs on DRA nodes: replicas claim whole GPUs through the job's ResourceClaimTemplate,
+kube-scheduler allocates each claim on the node the operator pinned the replica to, and a
+gang that cannot fit starts nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kube import AgentProcess, Cluster
+from operator_proc import OperatorProcess, dgxjob, job_pods, job_status, wait_for
+
+PREFIX = "drag"
+TAG = {"dgxsim.io/test": "dra-gang"}
+TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def agent(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[AgentProcess]:
+    process = AgentProcess(control_plane, tmp_path_factory.mktemp("dra-gang"), 2, PREFIX,
+                           "--time-scale", "1", "--dra", "static")
+    process.start()
+    try:
+        for name in process.names:
+            control_plane.kubectl("label", "node", name, "dgxsim.io/test=dra-gang")
+        yield process
+    finally:
+        process.stop()
+        process.delete_nodes()
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: Cluster, agent: AgentProcess,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(control_plane, tmp_path_factory.mktemp("dra-gang-op") / "op.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def claims_of(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> list[dict[str, Any]]:
+    names = [s["resourceClaimName"] for s in pod["status"].get("resourceClaimStatuses") or []]
+    return [cluster.kubectl_json("get", "resourceclaim", n, "-n", namespace) for n in names]
+
+
+def test_a_two_replica_gang_claiming_whole_gpus_runs_on_two_static_dra_nodes(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "train", workload="resnet50-train", replicas=2, gpusPerReplica=8, steps=20,
+        durationSeconds=20, allocation="DRA", nodeSelector=TAG))
+    wait_for("job running", lambda: job_status(control_plane, namespace, "train").get(
+        "phase") in ("Running", "Succeeded"), TIMEOUT_S)
+    template = control_plane.kubectl_json("get", "resourceclaimtemplate", "train", "-n",
+                                          namespace)
+    request = template["spec"]["spec"]["devices"]["requests"][0]["exactly"]
+    assert (request["deviceClassName"], request["count"]) == ("gpu.nvidia.com", 8)
+    pods = job_pods(control_plane, namespace, "train")
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(agent.names)
+    for pod in pods:
+        assert pod["spec"]["schedulerName"] == "default-scheduler"
+        (claim,) = claims_of(control_plane, namespace, pod)
+        results = claim["status"]["allocation"]["devices"]["results"]
+        assert len(results) == 8
+        assert {(r["driver"], r["pool"]) for r in results} == {
+            ("gpu.nvidia.com", pod["spec"]["nodeName"])}
+        visible = pod["metadata"]["annotations"]["dgxsim.io/env.main.NVIDIA_VISIBLE_DEVICES"]
+        assert len(set(visible.split(","))) == 8
+    wait_for("job succeeded", lambda: job_status(control_plane, namespace, "train").get(
+        "phase") == "Succeeded", TIMEOUT_S)
+    pods = job_pods(control_plane, namespace, "train")
+    assert [p["status"]["phase"] for p in pods] == ["Succeeded", "Succeeded"]
+    assert job_status(control_plane, namespace, "train")["succeeded"] == 2
+    wait_for("devices released", lambda: all(
+        d.owner is None for n in agent.names for d in control_plane.inventory(n).devices),
+        TIMEOUT_S)
+
+
+def test_a_gang_that_cannot_fit_stays_pending_and_starts_nothing(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "huge", workload="resnet50-train", replicas=3, gpusPerReplica=8, steps=20,
+        durationSeconds=5, allocation="DRA", nodeSelector=TAG))
+    wanted = "needs 3 replica(s) of 8 gpu.nvidia.com; free nodes hold 2"
+    status = wait_for("the operator's reason", lambda: (
+        s if wanted in str((s := job_status(control_plane, namespace, "huge")).get("message"))
+        else None), TIMEOUT_S)
+    assert status["phase"] == "Pending" and status.get("reason") == "WaitingForCapacity"
+    # Another placement round (retry delay 1 s) comes to the same answer, still with nothing.
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "fits", workload="resnet50-train", replicas=1, gpusPerReplica=8, steps=20,
+        durationSeconds=2, allocation="DRA", nodeSelector=TAG))
+    wait_for("the job that fits succeeded", lambda: job_status(
+        control_plane, namespace, "fits").get("phase") == "Succeeded", TIMEOUT_S)
+    assert job_status(control_plane, namespace, "huge")["phase"] == "Pending"
+    assert job_pods(control_plane, namespace, "huge") == []
+    claims = control_plane.kubectl_json("get", "resourceclaims", "-n", namespace)["items"]
+    assert not [c for c in claims if c["metadata"]["name"].startswith("huge")]
