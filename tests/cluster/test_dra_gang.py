@@ -4,16 +4,20 @@ gang that cannot fit starts nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kube import AgentProcess, Cluster
 from operator_proc import OperatorProcess, dgxjob, job_pods, job_status, wait_for
 
 PREFIX = "drag"
 TAG = {"dgxsim.io/test": "dra-gang"}
 TIMEOUT_S = 180.0
+EXAMPLE = Path(__file__).parents[2] / "examples" / "jobs" / "train-dra-gang.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +54,18 @@ def claims_of(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> list[dic
 def test_a_two_replica_gang_claiming_whole_gpus_runs_on_two_static_dra_nodes(
         control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
         namespace: str) -> None:
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
-        "train", workload="resnet50-train", replicas=2, gpusPerReplica=8, steps=20,
-        durationSeconds=20, allocation="DRA", nodeSelector=TAG))
-    wait_for("job running", lambda: job_status(control_plane, namespace, "train").get(
+    """The example as written, on this test's nodes and for 20 simulated seconds."""
+    job = yaml.safe_load(EXAMPLE.read_text())
+    job["spec"] |= {"nodeSelector": TAG, "durationSeconds": 20}
+    name = job["metadata"]["name"]
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(job))
+    wait_for("job running", lambda: job_status(control_plane, namespace, name).get(
         "phase") in ("Running", "Succeeded"), TIMEOUT_S)
-    template = control_plane.kubectl_json("get", "resourceclaimtemplate", "train", "-n",
+    template = control_plane.kubectl_json("get", "resourceclaimtemplate", name, "-n",
                                           namespace)
     request = template["spec"]["spec"]["devices"]["requests"][0]["exactly"]
     assert (request["deviceClassName"], request["count"]) == ("gpu.nvidia.com", 8)
-    pods = job_pods(control_plane, namespace, "train")
+    pods = job_pods(control_plane, namespace, name)
     assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(agent.names)
     for pod in pods:
         assert pod["spec"]["schedulerName"] == "default-scheduler"
@@ -70,11 +76,11 @@ def test_a_two_replica_gang_claiming_whole_gpus_runs_on_two_static_dra_nodes(
             ("gpu.nvidia.com", pod["spec"]["nodeName"])}
         visible = pod["metadata"]["annotations"]["dgxsim.io/env.main.NVIDIA_VISIBLE_DEVICES"]
         assert len(set(visible.split(","))) == 8
-    wait_for("job succeeded", lambda: job_status(control_plane, namespace, "train").get(
+    wait_for("job succeeded", lambda: job_status(control_plane, namespace, name).get(
         "phase") == "Succeeded", TIMEOUT_S)
-    pods = job_pods(control_plane, namespace, "train")
+    pods = job_pods(control_plane, namespace, name)
     assert [p["status"]["phase"] for p in pods] == ["Succeeded", "Succeeded"]
-    assert job_status(control_plane, namespace, "train")["succeeded"] == 2
+    assert job_status(control_plane, namespace, name)["succeeded"] == 2
     wait_for("devices released", lambda: all(
         d.owner is None for n in agent.names for d in control_plane.inventory(n).devices),
         TIMEOUT_S)
