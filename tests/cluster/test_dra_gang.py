@@ -107,3 +107,48 @@ def test_a_gang_that_cannot_fit_stays_pending_and_starts_nothing(
     assert job_pods(control_plane, namespace, "huge") == []
     claims = control_plane.kubectl_json("get", "resourceclaims", "-n", namespace)["items"]
     assert not [c for c in claims if c["metadata"]["name"].startswith("huge")]
+
+
+@pytest.fixture(scope="module")
+def dynamic_agent(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[AgentProcess]:
+    process = AgentProcess(control_plane, tmp_path_factory.mktemp("dra-gang-dyn"), 1, "dragd",
+                           "--time-scale", "1", "--dra", "dynamic")
+    process.start()
+    try:
+        control_plane.kubectl("label", "node", process.names[0],
+                              "dgxsim.io/test=dra-gang-dynamic")
+        yield process
+    finally:
+        process.stop()
+        process.delete_nodes()
+
+
+def test_a_mig_gang_fills_a_dynamic_node_and_a_whole_gpu_waits_for_it(
+        control_plane: Cluster, dynamic_agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    """Sixteen 3g.20gb replicas take both 3g slots of all eight GPUs; no GPU is whole then,
+    so a one-GPU job waits with the operator's reason and runs once the slices are gone."""
+    node, tag = dynamic_agent.names[0], {"dgxsim.io/test": "dra-gang-dynamic"}
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "slices", workload="resnet50-train", replicas=16, migProfile="3g.20gb", steps=20,
+        durationSeconds=60, allocation="DRA", nodeSelector=tag))
+    wait_for("the MIG gang running", lambda: job_status(control_plane, namespace, "slices").get(
+        "phase") in ("Running", "Succeeded"), TIMEOUT_S)
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "whole", workload="resnet50-train", replicas=1, gpusPerReplica=1, steps=20,
+        durationSeconds=2, allocation="DRA", nodeSelector=tag))
+    devices = []
+    for pod in job_pods(control_plane, namespace, "slices"):
+        assert pod["spec"]["nodeName"] == node
+        (claim,) = claims_of(control_plane, namespace, pod)
+        devices += [r["device"] for r in claim["status"]["allocation"]["devices"]["results"]]
+    assert len(set(devices)) == 16 and all("-mig-3g20gb-" in d for d in devices)
+    wait_for("the one-GPU job's reason", lambda: "no node has 1 free gpu.nvidia.com" in str(
+        job_status(control_plane, namespace, "whole").get("message")), TIMEOUT_S)
+    assert job_status(control_plane, namespace, "slices")["phase"] == "Running"
+    assert job_pods(control_plane, namespace, "whole") == []
+    wait_for("the MIG gang succeeded", lambda: job_status(
+        control_plane, namespace, "slices").get("phase") == "Succeeded", TIMEOUT_S)
+    wait_for("the one-GPU job succeeded", lambda: job_status(
+        control_plane, namespace, "whole").get("phase") == "Succeeded", TIMEOUT_S)
