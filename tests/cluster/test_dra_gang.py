@@ -109,6 +109,71 @@ def test_a_gang_that_cannot_fit_stays_pending_and_starts_nothing(
     assert not [c for c in claims if c["metadata"]["name"].startswith("huge")]
 
 
+def blocker(node: str) -> list[dict[str, Any]]:
+    """A pod holding all eight GPUs of ``node`` through a claim of its own."""
+    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+             "metadata": {"name": "all-eight"},
+             "spec": {"devices": {"requests": [{"name": "gpus", "exactly": {
+                 "deviceClassName": "gpu.nvidia.com", "count": 8}}]}}}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "blocker", "annotations": {"dgxsim.io/duration": "600s"}},
+           "spec": {"restartPolicy": "Never", "nodeSelector": {"kubernetes.io/hostname": node},
+                    "containers": [{"name": "main", "image": "dgxsim/workload",
+                                    "resources": {"claims": [{"name": "gpus"}]}}],
+                    "resourceClaims": [{"name": "gpus", "resourceClaimName": "all-eight"}]}}
+    return [claim, pod]
+
+
+def test_a_replica_whose_claim_cannot_be_allocated_sends_the_whole_gang_back(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    """A placement recorded while the devices were free (the operator stopped right after
+    writing it) meets a node whose GPUs another claim took meanwhile: kube-scheduler cannot
+    allocate that replica's claim, so the operator deletes every replica and the job waits
+    (all or none); it runs once the devices are free."""
+    taken, free = agent.names
+    operator.stop()
+    try:
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": blocker(taken)}))
+        wait_for("the blocker running", lambda: control_plane.kubectl_json(
+            "get", "pod", "blocker", "-n", namespace)["status"].get("phase") == "Running",
+            TIMEOUT_S)
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+            "raced", workload="resnet50-train", replicas=2, gpusPerReplica=8, steps=20,
+            durationSeconds=3, allocation="DRA", nodeSelector=TAG))
+        placement = [{"replica": 0, "node": free, "pod": "raced-r0"},
+                     {"replica": 1, "node": taken, "pod": "raced-r1"}]
+        control_plane.kubectl("patch", "dgxjob", "raced", "-n", namespace,
+                              "--subresource=status", "--type=merge", "-p", json.dumps(
+                                  {"status": {"phase": "Placing", "gpus": "2x8",
+                                              "placement": placement,
+                                              "predictedSeconds": 3.0}}))
+    finally:
+        operator.start()
+    status = wait_for("the gang sent back", lambda: (
+        s if (s := job_status(control_plane, namespace, "raced")).get("requeues") else None),
+        TIMEOUT_S)
+    assert status["phase"] == "Pending" and status["reason"] == "AdmissionRefused"
+
+    def refusals() -> list[str]:
+        events = control_plane.kubectl_json("get", "events", "-n", namespace,
+                                            "--field-selector", "involvedObject.name=raced")
+        return [e["message"] for e in events["items"] if e["reason"] == "AdmissionRefused"]
+
+    (refused,) = wait_for("the refusal's event", refusals, TIMEOUT_S)
+    assert f"pod raced-r1 cannot get its devices on node {taken}" in refused
+    assert "cannot allocate all claims" in refused
+    wait_for("no replica left", lambda: job_pods(control_plane, namespace, "raced") == [],
+             TIMEOUT_S)
+    wait_for("the operator's reason", lambda: "free nodes hold 1" in str(
+        job_status(control_plane, namespace, "raced").get("message")), TIMEOUT_S)
+    assert job_pods(control_plane, namespace, "raced") == []
+    control_plane.kubectl("delete", "pod", "blocker", "-n", namespace, "--wait=true")
+    wait_for("the gang succeeded", lambda: job_status(
+        control_plane, namespace, "raced").get("phase") == "Succeeded", TIMEOUT_S)
+
+
 @pytest.fixture(scope="module")
 def dynamic_agent(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[AgentProcess]:

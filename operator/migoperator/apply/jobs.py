@@ -97,6 +97,8 @@ TERMINAL = ("Succeeded", "Failed")
 ADMISSION_REFUSED = "UnexpectedAdmissionError"
 """The reason a kubelet gives a pod it refuses because device allocation failed."""
 TERMINATING = "the pods of an earlier placement are still terminating"
+CLAIMS_REFUSED = "cannot allocate all claims"
+"""kube-scheduler's words when a pod's ResourceClaims cannot be allocated on a node."""
 
 
 def check_profile(spec: DGXJobSpec) -> None:
@@ -466,11 +468,24 @@ def promised_dra_devices(jobs: list[JSON], pods: list[JSON]) -> list[tuple[str, 
     return promised
 
 
+def _claims_refused(pod: JSON) -> str | None:
+    """kube-scheduler's message when it cannot allocate a pinned pod's claims on its node."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        message = str(cond.get("message") or "")
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and \
+                cond.get("reason") == "Unschedulable" and CLAIMS_REFUSED in message:
+            return message
+    return None
+
+
 def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:
     """``pod P on node N: why`` for the first replica its node refused at admission.
 
     A refused pod never ran: the kubelet failed it with ``UnexpectedAdmissionError``
-    (device allocation failed) or ``OutOf<resource>`` (not enough left).
+    (device allocation failed) or ``OutOf<resource>`` (not enough left); or, for a
+    DRA replica pinned to its node, kube-scheduler found its claims cannot be
+    allocated there (``cannot allocate all claims``: devices went to another claim
+    since the placement), so the replica would wait while the others run.
     """
     status = DGXJobStatus.model_validate(job.get("status") or {})
     placed = {r.pod: r.node for r in status.placement}
@@ -482,6 +497,9 @@ def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:
                 reason == ADMISSION_REFUSED or reason.startswith("OutOf")):
             why = pod_status.get("message") or reason
             return f"pod {name} was refused by node {placed[name]}: {why}"
+        unallocated = _claims_refused(pod)
+        if name in placed and pod_status.get("phase") == "Pending" and unallocated:
+            return f"pod {name} cannot get its devices on node {placed[name]}: {unallocated}"
     return None
 
 
