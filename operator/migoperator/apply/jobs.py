@@ -30,7 +30,9 @@ same way on DRA nodes, counted from their ResourceSlices and the allocated
 ResourceClaims; its pods claim from a ResourceClaimTemplate the operator
 writes (:mod:`migoperator.apply.claims`) and are pinned to their nodes rather
 than bound, so that kube-scheduler allocates each claim on the chosen node.
-Until a replica's pod is bound, its devices count as promised.
+Until a replica's pod is bound, its devices count as promised. A replica whose
+claims kube-scheduler cannot allocate on its node is treated as a refusal at
+admission: the gang goes back to Pending.
 """
 
 from __future__ import annotations
