@@ -326,6 +326,11 @@ class KubeClient:
             f"create resourceclaimtemplate {namespace}/{body['metadata']['name']}",
             self._resource.create_namespaced_resource_claim_template, namespace, body)
 
+    async def read_resource_claim_template(self, namespace: str, name: str) -> JSON:
+        return await self._call(f"read resourceclaimtemplate {namespace}/{name}",
+                                self._resource.read_namespaced_resource_claim_template, name,
+                                namespace)
+
     async def read_resource_claim(self, namespace: str, name: str) -> JSON:
         return await self._call(f"read resourceclaim {namespace}/{name}",
                                 self._resource.read_namespaced_resource_claim, name, namespace)

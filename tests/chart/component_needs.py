@@ -33,7 +33,7 @@ OPERATOR_CLUSTER = {
     *{("", "namespaces", v, "") for v in ("list", "watch")},
     ("resource.k8s.io", "resourceslices", "list", ""),
     ("resource.k8s.io", "resourceclaims", "list", ""),
-    ("resource.k8s.io", "resourceclaimtemplates", "create", ""),
+    *{("resource.k8s.io", "resourceclaimtemplates", v, "") for v in ("create", "get")},
 }
 OPERATOR_NAMESPACED = {("", "configmaps", v, "")
                        for v in ("get", "list", "watch", "create", "update", "patch")}

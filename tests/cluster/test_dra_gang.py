@@ -109,6 +109,26 @@ def test_a_gang_that_cannot_fit_stays_pending_and_starts_nothing(
     assert not [c for c in claims if c["metadata"]["name"].startswith("huge")]
 
 
+def test_a_template_of_the_jobs_name_that_someone_else_wrote_fails_the_job(
+        control_plane: Cluster, agent: AgentProcess, operator: OperatorProcess,
+        namespace: str) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "mine"},
+        "spec": {"spec": {"devices": {"requests": [{"name": "gpus", "exactly": {
+            "deviceClassName": "gpu.nvidia.com", "count": 1}}]}}}}))
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=dgxjob(
+        "mine", workload="resnet50-train", replicas=1, gpusPerReplica=2, steps=20,
+        durationSeconds=2, allocation="DRA", nodeSelector=TAG))
+    status = wait_for("the job failed", lambda: (
+        s if (s := job_status(control_plane, namespace, "mine")).get("phase") == "Failed"
+        else None), TIMEOUT_S)
+    assert status["reason"] == "ClaimTemplateTaken"
+    assert f"ResourceClaimTemplate {namespace}/mine exists and is not this job's" in status[
+        "message"]
+    assert job_pods(control_plane, namespace, "mine") == []
+
+
 def blocker(node: str) -> list[dict[str, Any]]:
     """A pod holding all eight GPUs of ``node`` through a claim of its own."""
     claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",

@@ -339,9 +339,7 @@ class JobController:
         dra = spec.allocation == "DRA"
         try:
             if dra:
-                with contextlib.suppress(ConflictError):
-                    await self.kube.create_resource_claim_template(
-                        namespace, claim_template(job, spec))
+                await self._ensure_template(job, spec)
             for replica in placed:
                 pod = await self.kube.create_pod(namespace, pod_body(
                     job, spec, replica, guess.seconds, scheduler))
@@ -365,6 +363,23 @@ class JobController:
         await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
                               "Placed", f"{spec.gpus_text()} {spec.devices} on {nodes}; "
                               f"predicted {human(guess.seconds)} ({guess.source})")
+
+    async def _ensure_template(self, job: JSON, spec: DGXJobSpec) -> None:
+        """Create the job's ResourceClaimTemplate; one of that name must be the job's own
+        (InvalidJobError otherwise: the replicas would claim what someone else wrote)."""
+        meta = job["metadata"]
+        try:
+            await self.kube.create_resource_claim_template(meta["namespace"],
+                                                           claim_template(job, spec))
+        except ConflictError:
+            found = await self.kube.read_resource_claim_template(meta["namespace"],
+                                                                 meta["name"])
+            owners = (found.get("metadata") or {}).get("ownerReferences") or []
+            if not any(o.get("uid") == meta["uid"] for o in owners):
+                raise InvalidJobError(
+                    f"ResourceClaimTemplate {meta['namespace']}/{meta['name']} exists and "
+                    f"is not this job's; the job's replicas claim from a template named "
+                    f"like the job", "ClaimTemplateTaken") from None
 
     async def _roll_back(self, job: JSON, placed: tuple[ReplicaPlacement, ...],
                          why: str, reason: str = "PlacementRolledBack",
