@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gpumodel.vocabulary import GPU_RESOURCE, mig_resource
+from gpumodel.vocabulary import GPU_DEVICE_CLASS, GPU_RESOURCE, MIG_DEVICE_CLASS, mig_resource
 
 GROUP = "dgxsim.io"
 VERSION = "v1"
@@ -33,6 +33,7 @@ MAX_PARAMETERS = 32
 MIG_PROFILE_PATTERN = r"^([1-7]c\.)?[1-7]g\.[1-9][0-9]*gb(\+me)?$"
 """The grammar of a MIG device profile (``1g.5gb``, ``1c.3g.20gb``, ``1g.5gb+me``)."""
 
+Allocation = Literal["DevicePlugin", "DRA"]
 Phase = Literal["Pending", "Placing", "Scheduled", "Running", "Succeeded", "Failed"]
 PRECISIONS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
 Precision = Literal["fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4"]
@@ -72,6 +73,13 @@ class DGXJobSpec(_Model):
     """Run time to use instead of the performance model's prediction."""
     node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
     """Only nodes with all these labels are considered."""
+    allocation: Allocation = "DevicePlugin"
+    """How replicas get their devices. ``DevicePlugin``: the extended resource
+    (``nvidia.com/gpu``, ``nvidia.com/mig-<profile>``) on device-plugin nodes, pods bound
+    by the operator. ``DRA``: a ResourceClaimTemplate named like the job (class
+    ``gpu.nvidia.com`` with ``gpusPerReplica`` devices, or ``mig.nvidia.com`` with the
+    ``migProfile`` selector), one claim per replica, on DRA nodes only; the operator pins
+    each pod to its node and kube-scheduler allocates the claim there."""
 
     @field_validator("parameters")
     @classmethod
@@ -95,6 +103,16 @@ class DGXJobSpec(_Model):
         if self.mig_profile is not None:
             return mig_resource(self.mig_profile)
         return GPU_RESOURCE
+
+    @property
+    def devices(self) -> str:
+        """What each replica asks for, as messages name it: the extended resource, or the
+        DRA device class (and profile)."""
+        if self.allocation == "DevicePlugin":
+            return self.resource
+        if self.mig_profile is not None:
+            return f"{MIG_DEVICE_CLASS} {self.mig_profile}"
+        return GPU_DEVICE_CLASS
 
     @property
     def per_replica(self) -> int:

@@ -316,6 +316,21 @@ class KubeClient:
         except NotFoundError:
             return
 
+    async def list_resource_claims(self) -> ObjectList:
+        """Every ResourceClaim of every namespace."""
+        return await self._list("list resourceclaims",
+                                self._resource.list_resource_claim_for_all_namespaces)
+
+    async def create_resource_claim_template(self, namespace: str, body: JSON) -> JSON:
+        return await self._call(
+            f"create resourceclaimtemplate {namespace}/{body['metadata']['name']}",
+            self._resource.create_namespaced_resource_claim_template, namespace, body)
+
+    async def read_resource_claim_template(self, namespace: str, name: str) -> JSON:
+        return await self._call(f"read resourceclaimtemplate {namespace}/{name}",
+                                self._resource.read_namespaced_resource_claim_template, name,
+                                namespace)
+
     async def read_resource_claim(self, namespace: str, name: str) -> JSON:
         return await self._call(f"read resourceclaim {namespace}/{name}",
                                 self._resource.read_namespaced_resource_claim, name, namespace)

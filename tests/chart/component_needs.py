@@ -31,6 +31,9 @@ OPERATOR_CLUSTER = {
     *{("apiextensions.k8s.io", "customresourcedefinitions", v, "")
       for v in ("get", "list", "watch")},
     *{("", "namespaces", v, "") for v in ("list", "watch")},
+    ("resource.k8s.io", "resourceslices", "list", ""),
+    ("resource.k8s.io", "resourceclaims", "list", ""),
+    *{("resource.k8s.io", "resourceclaimtemplates", v, "") for v in ("create", "get")},
 }
 OPERATOR_NAMESPACED = {("", "configmaps", v, "")
                        for v in ("get", "list", "watch", "create", "update", "patch")}
@@ -77,6 +80,9 @@ TARGETS = (
     Target("rbac.authorization.k8s.io", "roles"),
     Target("rbac.authorization.k8s.io", "clusterroles", namespaced=False),
     Target("rbac.authorization.k8s.io", "clusterrolebindings", namespaced=False),
+    Target("resource.k8s.io", "resourceslices", namespaced=False),
+    Target("resource.k8s.io", "resourceclaims"),
+    Target("resource.k8s.io", "resourceclaimtemplates"),
 )
 
 

@@ -24,6 +24,15 @@ small loop that retries while such jobs wait. A job whose replica fails or
 disappears once running is Failed, and its other replicas are stopped. One
 lock serialises placement rounds and status updates, so two jobs never get
 the same devices.
+
+A job that claims its devices through DRA (``allocation: DRA``) is placed the
+same way on DRA nodes, counted from their ResourceSlices and the allocated
+ResourceClaims; its pods claim from a ResourceClaimTemplate the operator
+writes (:mod:`migoperator.apply.claims`) and are pinned to their nodes rather
+than bound, so that kube-scheduler allocates each claim on the chosen node.
+Until a replica's pod is bound, its devices count as promised. A replica whose
+claims kube-scheduler cannot allocate on its node is treated as a refusal at
+admission: the gang goes back to Pending.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from gpumodel.vocabulary import (
     WORKLOAD_ANNOTATION,
 )
 from kubewire import ConflictError, KubeError
+from migoperator.apply.claims import claim_pod, claim_template
 from migoperator.apply.kube import Kube, now_rfc3339
 from migoperator.errors import InvalidJobError, NotReadyError
 from migoperator.metrics import Metrics
@@ -63,6 +73,7 @@ from migoperator.models import (
     job_key,
     pod_name,
 )
+from migoperator.planning.dra_pools import DraPool, dra_key, dra_pools
 from migoperator.planning.job_placer import (
     Placement,
     job_request_of,
@@ -74,6 +85,7 @@ from migoperator.planning.views import (
     group_pods_by_node,
     job_admitted,
     job_phase,
+    job_spec,
     node_view,
     timestamp,
 )
@@ -87,6 +99,8 @@ TERMINAL = ("Succeeded", "Failed")
 ADMISSION_REFUSED = "UnexpectedAdmissionError"
 """The reason a kubelet gives a pod it refuses because device allocation failed."""
 TERMINATING = "the pods of an earlier placement are still terminating"
+CLAIMS_REFUSED = "cannot allocate all claims"
+"""kube-scheduler's words when a pod's ResourceClaims cannot be allocated on a node."""
 
 
 def check_profile(spec: DGXJobSpec) -> None:
@@ -115,13 +129,15 @@ def spec_problem(err: ValidationError) -> str:
 
 def pod_body(job: JSON, spec: DGXJobSpec, placed: ReplicaPlacement, seconds: float,
              scheduler: str) -> JSON:
+    """A replica's pod: bound by the operator to its node, or, for a DRA job, pinned to it
+    and claiming from the job's ResourceClaimTemplate."""
     meta = job["metadata"]
     labels = {JOB_LABEL: meta["name"], REPLICA_LABEL: str(placed.replica)}
     if spec.queue:
         labels[QUEUE_LABEL] = spec.queue
     workload = {"workload": spec.workload, "steps": spec.steps, "precision": spec.precision,
                 "params": spec.parameters}
-    return {
+    pod = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": placed.pod, "namespace": meta["namespace"], "labels": labels,
@@ -144,6 +160,7 @@ def pod_body(job: JSON, spec: DGXJobSpec, placed: ReplicaPlacement, seconds: flo
             }],
         },
     }
+    return claim_pod(pod, job, placed.node) if spec.allocation == "DRA" else pod
 
 
 def status_patch(**fields: Any) -> JSON:
@@ -190,7 +207,7 @@ class JobController:
             phase="Pending", reason="WaitingForCapacity", gpus=spec.gpus_text(),
             predictedSeconds=guess.seconds, predicted=human(guess.seconds),
             predictionSource=guess.source, observedGeneration=meta.get("generation"),
-            message=f"waiting for {spec.gpus_text()} {spec.resource}"))
+            message=f"waiting for {spec.gpus_text()} {spec.devices}"))
         self.on_change()
         return spec
 
@@ -237,15 +254,28 @@ class JobController:
         requests = [job_request_of(key, DGXJobSpec.model_validate(j["spec"]),
                                    timestamp(j["metadata"].get("creationTimestamp")))
                     for key, j in waiting_jobs.items() if key not in waiting]
+        pools: dict[str, DraPool] = {}
+        promised: list[tuple[str, str, int]] = []
+        if any(r.dra for r in requests):
+            pools = dra_pools((await self.kube.list_resource_slices()).items,
+                              (await self.kube.list_resource_claims()).items)
+            promised = promised_dra_devices(jobs, pods)
         devices = {v.name: v.device or DEFAULT_GPU for v in views}
-        for result in place_jobs(requests, node_capacities(views)):
+        for result in place_jobs(requests, node_capacities(views, pools, promised)):
             if isinstance(result, Placement):
                 job = waiting_jobs[result.key]
                 if not await self._confined(job, self._commit(job, result, devices)):
                     waiting[result.key] = "its placement failed; trying again"
             else:
                 waiting[result.key] = result.reason
+                await self._confined(waiting_jobs[result.key],
+                                     self._note_waiting(waiting_jobs[result.key], result.reason))
         return waiting
+
+    async def _note_waiting(self, job: JSON, why: str) -> None:
+        """Say in the job's status why its gang does not fit (when that changed)."""
+        if (job.get("status") or {}).get("message") != why:
+            await self._status(job, status_patch(message=why))
 
     async def _still_valid(self, job: JSON) -> bool:
         """Whether an admitted job's spec still parses; one edited into an invalid spec
@@ -306,7 +336,10 @@ class JobController:
         meta = job["metadata"]
         namespace = meta["namespace"]
         scheduler = self.settings.placement.scheduler_name
+        dra = spec.allocation == "DRA"
         try:
+            if dra:
+                await self._ensure_template(job, spec)
             for replica in placed:
                 pod = await self.kube.create_pod(namespace, pod_body(
                     job, spec, replica, guess.seconds, scheduler))
@@ -316,18 +349,37 @@ class JobController:
                 if bound:
                     raise ConflictError(f"bind pod {namespace}/{replica.pod}", 409,
                                         f"already bound to {bound}")
-                await self.kube.bind_pod(namespace, replica.pod, replica.node)
+                if not dra:  # kube-scheduler binds a DRA replica where it is pinned
+                    await self.kube.bind_pod(namespace, replica.pod, replica.node)
         except KubeError as err:
             await self._roll_back(job, placed, str(err))
             return
         nodes = ",".join(dict.fromkeys(p.node for p in placed))
+        how = "pinned to" if dra else "bound to"
         await self._status(job, status_patch(phase="Scheduled", reason="Scheduled",
-                                             message=f"{len(placed)} replica(s) bound to "
+                                             message=f"{len(placed)} replica(s) {how} "
                                                      f"{nodes}"))
         self.metrics.decided("placement")
         await self.kube.event({**job, "kind": KIND, "apiVersion": f"{GROUP}/{VERSION}"},
-                              "Placed", f"{spec.gpus_text()} {spec.resource} on {nodes}; "
+                              "Placed", f"{spec.gpus_text()} {spec.devices} on {nodes}; "
                               f"predicted {human(guess.seconds)} ({guess.source})")
+
+    async def _ensure_template(self, job: JSON, spec: DGXJobSpec) -> None:
+        """Create the job's ResourceClaimTemplate; one of that name must be the job's own
+        (InvalidJobError otherwise: the replicas would claim what someone else wrote)."""
+        meta = job["metadata"]
+        try:
+            await self.kube.create_resource_claim_template(meta["namespace"],
+                                                           claim_template(job, spec))
+        except ConflictError:
+            found = await self.kube.read_resource_claim_template(meta["namespace"],
+                                                                 meta["name"])
+            owners = (found.get("metadata") or {}).get("ownerReferences") or []
+            if not any(o.get("uid") == meta["uid"] for o in owners):
+                raise InvalidJobError(
+                    f"ResourceClaimTemplate {meta['namespace']}/{meta['name']} exists and "
+                    f"is not this job's; the job's replicas claim from a template named "
+                    f"like the job", "ClaimTemplateTaken") from None
 
     async def _roll_back(self, job: JSON, placed: tuple[ReplicaPlacement, ...],
                          why: str, reason: str = "PlacementRolledBack",
@@ -414,11 +466,43 @@ class JobController:
                 await self.kube.delete_pod(namespace, pod["metadata"]["name"], missing_ok=True)
 
 
+def promised_dra_devices(jobs: list[JSON], pods: list[JSON]) -> list[tuple[str, str, int]]:
+    """``(node, dra_key, count)`` of each placed DRA replica whose pod is not bound yet: its
+    claim may not be allocated, so the devices it will get still look free."""
+    bound = {(p["metadata"].get("namespace"), p["metadata"]["name"])
+             for p in pods if (p.get("spec") or {}).get("nodeName")}
+    promised = []
+    for job in jobs:
+        if job_phase(job) not in ("Placing", "Scheduled", "Running"):
+            continue
+        spec = job_spec(job)
+        if spec is None or spec.allocation != "DRA":
+            continue
+        status = DGXJobStatus.model_validate(job.get("status") or {})
+        namespace = job["metadata"].get("namespace")
+        promised += [(r.node, dra_key(spec.mig_profile), spec.per_replica)
+                     for r in status.placement if (namespace, r.pod) not in bound]
+    return promised
+
+
+def _claims_refused(pod: JSON) -> str | None:
+    """kube-scheduler's message when it cannot allocate a pinned pod's claims on its node."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        message = str(cond.get("message") or "")
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and \
+                cond.get("reason") == "Unschedulable" and CLAIMS_REFUSED in message:
+            return message
+    return None
+
+
 def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:
     """``pod P on node N: why`` for the first replica its node refused at admission.
 
     A refused pod never ran: the kubelet failed it with ``UnexpectedAdmissionError``
-    (device allocation failed) or ``OutOf<resource>`` (not enough left).
+    (device allocation failed) or ``OutOf<resource>`` (not enough left); or, for a
+    DRA replica pinned to its node, kube-scheduler found its claims cannot be
+    allocated there (``cannot allocate all claims``: devices went to another claim
+    since the placement), so the replica would wait while the others run.
     """
     status = DGXJobStatus.model_validate(job.get("status") or {})
     placed = {r.pod: r.node for r in status.placement}
@@ -430,6 +514,9 @@ def admission_refusal(job: JSON, pods: list[JSON]) -> str | None:
                 reason == ADMISSION_REFUSED or reason.startswith("OutOf")):
             why = pod_status.get("message") or reason
             return f"pod {name} was refused by node {placed[name]}: {why}"
+        unallocated = _claims_refused(pod)
+        if name in placed and pod_status.get("phase") == "Pending" and unallocated:
+            return f"pod {name} cannot get its devices on node {placed[name]}: {unallocated}"
     return None
 
 

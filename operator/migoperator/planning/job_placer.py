@@ -19,6 +19,12 @@ still fit around it: backfill). Where to put a gang, in order of preference:
 Capacity is what kube-scheduler would compute (allocatable minus the requests
 of bound pods) minus replicas already promised to jobs still being placed, so
 a restart in the middle of a placement never promises the same devices twice.
+
+A job whose replicas claim their devices through DRA is placed on DRA nodes
+only, by the devices their ResourceSlices hold free
+(:mod:`migoperator.planning.dra_pools`); each replica placed there takes its
+devices from the node's pool, so a MIG slot given to one job is no longer a
+whole GPU for the next.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from migoperator.models import DGXJobSpec
+from migoperator.planning.dra_pools import DraPool, dra_key
 from migoperator.planning.views import NodeView
 
 
@@ -39,6 +46,8 @@ class JobRequest:
     priority: int = 0
     created: float = 0.0
     selector: tuple[tuple[str, str], ...] = ()
+    dra: bool = False
+    """Replicas claim devices through DRA; ``resource`` is a :func:`dra_key`."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.selector)
@@ -48,8 +57,11 @@ class JobRequest:
 class NodeCapacity:
     name: str
     free: Mapping[str, int]
+    """Free devices by extended resource or, on a DRA node, by :func:`dra_key`."""
     leaf: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    pool: DraPool | None = None
+    """The node's DRA pool (None for a device-plugin node)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,8 @@ def job_order(jobs: Sequence[JobRequest]) -> list[JobRequest]:
 
 
 def _slots(job: JobRequest, node: NodeCapacity, free: Mapping[str, Mapping[str, int]]) -> int:
+    if job.dra != (node.pool is not None):
+        return 0
     return free[node.name].get(job.resource, 0) // job.per_replica
 
 
@@ -137,24 +151,46 @@ def place_jobs(jobs: Sequence[JobRequest], nodes: Sequence[NodeCapacity]
                ) -> list[Placement | Unplaced]:
     """Place ``jobs`` in :func:`job_order`, each taking capacity from those after it."""
     free: dict[str, dict[str, int]] = {n.name: dict(n.free) for n in nodes}
+    pools = {n.name: n.pool for n in nodes if n.pool is not None}
     out: list[Placement | Unplaced] = []
     for job in job_order(jobs):
         result = place_job(job, nodes, free)
         if isinstance(result, Placement):
             for name in result.nodes:
-                free[name][job.resource] -= job.per_replica
+                if job.dra:
+                    pools[name] = pools[name].take(job.resource, job.per_replica)
+                    free[name] = pools[name].free()
+                else:
+                    free[name][job.resource] -= job.per_replica
         out.append(result)
     return out
 
 
-def node_capacities(views: Sequence[NodeView]) -> list[NodeCapacity]:
-    """Free devices per Ready, schedulable node, as kube-scheduler counts them."""
-    return [NodeCapacity(name=v.name, free={r: v.free(r) for r in v.allocatable},
-                         leaf=v.leaf, labels=v.labels)
-            for v in views if v.ready and v.schedulable]
+def node_capacities(views: Sequence[NodeView], pools: Mapping[str, DraPool] | None = None,
+                    promised: Sequence[tuple[str, str, int]] = ()) -> list[NodeCapacity]:
+    """Free devices per Ready, schedulable node, as kube-scheduler counts them.
+
+    ``pools`` are the DRA nodes' pools; ``promised`` are ``(node, dra_key, count)`` of
+    replicas placed there whose claims are not allocated yet, taken from the pools.
+    """
+    left = dict(pools or {})
+    for node, key, count in promised:
+        if node in left:
+            left[node] = left[node].take(key, count)
+    out = []
+    for v in views:
+        if not (v.ready and v.schedulable):
+            continue
+        pool = left.get(v.name)
+        free = {r: v.free(r) for r in v.allocatable}
+        out.append(NodeCapacity(name=v.name, free=free | (pool.free() if pool else {}),
+                                leaf=v.leaf, labels=v.labels, pool=pool))
+    return out
 
 
 def job_request_of(key: str, spec: DGXJobSpec, created: float) -> JobRequest:
-    return JobRequest(key=key, resource=spec.resource, per_replica=spec.per_replica,
-                      replicas=spec.replicas, priority=spec.priority, created=created,
-                      selector=tuple(sorted(spec.node_selector.items())))
+    dra = spec.allocation == "DRA"
+    return JobRequest(key=key, resource=dra_key(spec.mig_profile) if dra else spec.resource,
+                      per_replica=spec.per_replica, replicas=spec.replicas,
+                      priority=spec.priority, created=created,
+                      selector=tuple(sorted(spec.node_selector.items())), dra=dra)

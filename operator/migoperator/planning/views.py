@@ -289,10 +289,13 @@ def job_admitted(job: JSON) -> bool:
 
 
 def job_request(job: JSON) -> Request | None:
-    """The devices an admitted, waiting DGXJob needs (a gang may span nodes)."""
+    """The devices an admitted, waiting DGXJob needs on device-plugin nodes (a gang may
+    span nodes); None for a job that claims through DRA."""
     spec = job_spec(job)
     if spec is None or job_phase(job) != "Pending" or not job_admitted(job):
         return None
+    if spec.allocation == "DRA":
+        return None  # DRA nodes are not partitioned by labels: the scheduler picks slots
     meta = job.get("metadata", {})
     return Request(key=f"job:{meta.get('namespace')}/{meta.get('name')}",
                    resource=spec.resource, count=spec.replicas * spec.per_replica,

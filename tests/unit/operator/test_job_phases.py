@@ -51,6 +51,18 @@ def test_a_replica_that_ran_and_failed_is_not_a_refusal() -> None:
     assert patch["message"] == "pod bert-r0: exit code 1"
 
 
+def test_a_pinned_dra_replica_whose_claims_the_scheduler_cannot_allocate_is_refused() -> None:
+    stuck = pod("bert-r1", "Pending")
+    message = "0/9 nodes are available: 1 cannot allocate all claims, 8 node(s) didn't match"
+    stuck["status"]["conditions"] = [{"type": "PodScheduled", "status": "False",
+                                      "reason": "Unschedulable", "message": message}]
+    pods = [pod("bert-r0", "Running"), stuck]
+    assert admission_refusal(job(), pods) == (
+        f"pod bert-r1 cannot get its devices on node dgx-1: {message}")
+    stuck["status"]["conditions"][0]["message"] = "0/9 nodes are available: 9 Insufficient cpu"
+    assert admission_refusal(job(), pods) is None
+
+
 def test_pods_outside_the_placement_are_ignored() -> None:
     pods = [pod("other-r0", "Failed", "UnexpectedAdmissionError"), pod("bert-r0", "Running"),
             pod("bert-r1", "Running")]
