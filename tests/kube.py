@@ -154,6 +154,7 @@ class AgentProcess:
         import time
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        seen = self.log.stat().st_size if self.log.exists() else 0  # a restart's own line
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(self.state_dir),
@@ -164,7 +165,7 @@ class AgentProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited: {self.log.read_text()[-2000:]}")
-            if b"node agent ready" in self.log.read_bytes():
+            if b"node agent ready" in self.log.read_bytes()[seen:]:
                 return
             time.sleep(0.2)
         raise AssertionError(f"agent not ready: {self.log.read_text()[-2000:]}")

@@ -31,8 +31,9 @@ from dgxnode.agent.checkpoint import CHECKPOINT_FILE, Checkpoint
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
-from dgxnode.agent.runner import NodeAgent
-from dgxnode.clock import persistent_clock
+from dgxnode.agent.recovery import epoch_from_pods
+from dgxnode.agent.runner import POD_SELECTOR, NodeAgent
+from dgxnode.clock import RealtimeClock, open_clock, rebase
 from dgxnode.dcgm import (
     ActivityBook,
     DcgmCollector,
@@ -179,6 +180,30 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
     return NodeWiring(sim, feed, plugin, devices, controller, damage)
 
 
+async def agent_clock(kube: Kube, options: AgentOptions, wirings: list[NodeWiring]
+                      ) -> RealtimeClock:
+    """The agent's simulated clock; a damaged clock file is rebuilt from the start
+    times the API server records on the running pods of these nodes, and every node's
+    report of damaged files says so."""
+    clock, damaged = open_clock(options.state_dir, options.time_scale)
+    if damaged is None:
+        return clock
+    names = {w.sim.name for w in wirings}
+    listed = await kube.list_pods(field_selector=POD_SELECTOR)
+    pods = [p for p in listed.items if p["spec"].get("nodeName") in names]
+    epoch = epoch_from_pods(pods, clock.scale)
+    if epoch is None:
+        damaged += "; no running pod recorded the old timeline, a new one starts now"
+    else:
+        rebase(options.state_dir, clock, epoch)
+        damaged += ("; its epoch was rebuilt from the start times of the running pods "
+                    "the API server records")
+    log.warning("%s", damaged)
+    for w in wirings:
+        w.damage.append(damaged)
+    return clock
+
+
 async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) -> None:
     """Run every node until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
@@ -191,7 +216,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     wirings = [wire_node(kube, options, name, sockets, index)
                for index, name in enumerate(node_names(options))]
     predictor = predictor_for(system(options.kind).gpu)
-    clock = persistent_clock(options.state_dir, options.time_scale)
+    clock = await agent_clock(kube, options, wirings)
     book = ActivityBook()
     gpu = system(options.kind).gpu
     agent = NodeAgent.build(kube, [w.controller for w in wirings], clock, predictor,

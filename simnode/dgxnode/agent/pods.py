@@ -14,7 +14,9 @@ agent resumes running pods where they were: their devices come back from the
 checkpoint and their clocks from the recorded start. A checkpoint or node state
 that was emptied, deleted, truncated or left stale is rebuilt from the devices
 the API server records on each running pod before any pod is admitted
-(:mod:`dgxnode.agent.recovery`), with an event on the Node.
+(:mod:`dgxnode.agent.recovery`), with an event on the Node. A pod whose devices
+went with the lost files ends Failed (``DevicesLost``); one whose records
+disagree otherwise is left alone to the end of its run time, then completed.
 
 Every failure is confined to its pod and ends in a visible state: a pod that
 cannot be admitted (no devices, a plugin's error, a checkpoint that cannot be
@@ -45,6 +47,7 @@ from dgxnode.agent.kube import Kube, now_rfc3339
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.objects import rejected_status, running_status, terminated_status
 from dgxnode.agent.recovery import (
+    DevicesGoneError,
     Rebuild,
     UnreconciledError,
     reconcile_pod,
@@ -76,6 +79,8 @@ AGENT_ERROR = "NodeAgentError"
 REBUILT = "DeviceRecordsRebuilt"
 """Event reason on a Node whose checkpoint or state was rebuilt from the API server."""
 NOT_RECONCILED = "DeviceRecordsNotReconciled"
+DEVICES_LOST = "DevicesLost"
+"""A running pod whose devices no longer exist on its node (lost with its files)."""
 API_ATTEMPTS = 4
 API_RETRY_S = 0.25
 
@@ -184,6 +189,8 @@ class PodController:
     """pod uid -> node name, for pods that hold (or may hold) devices."""
     untouched: set[str] = field(default_factory=set)
     """Running pods whose recorded devices the node could not reconcile: left alone."""
+    left_alone: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """Untouched pods' run times (:meth:`_outlive`), by uid."""
     admitted: int = 0
     completed: int = 0
     failed: int = 0
@@ -215,16 +222,21 @@ class PodController:
                 await self._remove(pod)
             return
         if phase in ("Succeeded", "Failed"):
-            await self._release(uid)
+            await self._release(uid, pod)
             self.finished.add(uid)
             return
-        if uid not in self.running and uid not in self.finished and uid not in self.untouched:
-            self.where[uid] = node
-            self.running[uid] = asyncio.create_task(self._run(pod), name=f"pod {uid}")
+        if uid in self.finished or uid in self.running or uid in self.left_alone:
+            return
+        if uid in self.untouched:
+            self.left_alone[uid] = asyncio.create_task(self._outlive(pod), name=f"pod {uid}")
+            return
+        self.where[uid] = node
+        self.running[uid] = asyncio.create_task(self._run(pod), name=f"pod {uid}")
 
     async def stop(self) -> None:
-        tasks = list(self.running.values())
+        tasks = [*self.running.values(), *self.left_alone.values()]
         self.running.clear()
+        self.left_alone.clear()
         for task in tasks:
             await _cancel(task)
 
@@ -243,6 +255,26 @@ class PodController:
             raise
         except PodRejectedError as err:
             await self._fail(pod, err.reason, str(err))
+        except Exception as err:
+            log.exception("pod %s: the node agent failed", pod["metadata"]["name"])
+            await self._fail(pod, AGENT_ERROR, f"the node agent failed: {err}")
+
+    async def _outlive(self, pod: JSON) -> None:
+        """A pod whose records the node could not reconcile runs on untouched until its
+        recorded run time is over, then completes, as any pod would: none hangs."""
+        try:
+            plan = run_plan(pod["metadata"].get("annotations") or {},
+                            recorded_devices(pod) or {}, self.predictor)
+            if plan.duration_s is None or pod["spec"].get("restartPolicy") == "Always":
+                return
+            started = self._recorded_start(pod)
+            finish = started + plan.duration_s
+            await self.clock.sleep_until(finish)
+            await self._complete(pod, plan, started, finish)
+        except asyncio.CancelledError:
+            raise
+        except (AnnotationError, UnreconciledError) as err:
+            await self._fail(pod, INVALID_WORKLOAD, str(err))
         except Exception as err:
             log.exception("pod %s: the node agent failed", pod["metadata"]["name"])
             await self._fail(pod, AGENT_ERROR, f"the node agent failed: {err}")
@@ -291,12 +323,13 @@ class PodController:
         # Devices first: once the pod is Succeeded the scheduler may bind the next pod
         # to them, and its admission must find them free.
         self.finished.add(uid)
-        await self._release(uid)
+        await self._release(uid, pod)
         await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
             "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
         await self._api(lambda: self.kube.patch_pod_status(
             meta["namespace"], meta["name"], terminated_status(pod, started_at, 0, "Completed")))
         self.running.pop(uid, None)
+        self.left_alone.pop(uid, None)
         self.completed += 1
         ran = finish - started
         await self.kube.event(pod, "Completed",
@@ -364,8 +397,9 @@ class PodController:
                     message)
         self.finished.add(uid)
         self.running.pop(uid, None)
+        self.left_alone.pop(uid, None)
         self.failed += 1
-        await self._release(uid)
+        await self._release(uid, pod)
         await self.kube.event(pod, reason, message, "Warning", host=pod["spec"]["nodeName"])
         try:
             await self._api(lambda: self.kube.patch_pod_status(
@@ -379,6 +413,7 @@ class PodController:
         meta = pod["metadata"]
         uid = meta["uid"]
         await _cancel(self.running.pop(uid, None))
+        await _cancel(self.left_alone.pop(uid, None))
         grace = float(meta.get("deletionGracePeriodSeconds") or 0)
         try:
             wait_s = shutdown_seconds(meta.get("annotations") or {}, grace)
@@ -386,15 +421,18 @@ class PodController:
             wait_s = 0.0
         await self.clock.sleep_until(self.clock.now() + wait_s)
         self.finished.add(uid)
-        await self._release(uid)
+        await self._release(uid, pod)
         await self._remove(pod)
 
     async def _remove(self, pod: JSON) -> None:
         meta = pod["metadata"]
         await self.kube.delete_pod_now(meta["namespace"], meta["name"], meta["uid"])
 
-    async def _release(self, uid: str) -> None:
-        """Free whatever the pod holds on its node; a failure is logged, never raised."""
+    async def _release(self, uid: str, pod: JSON | None = None) -> None:
+        """Free whatever the pod holds on its node; a failure is logged, never raised.
+
+        With ``pod`` known, a device the node state gives to someone else is left to
+        its holder (records that disagree never free another pod's device)."""
         if self.telemetry is not None:
             self.telemetry.ended(uid)
         name = self.where.pop(uid, None)
@@ -402,24 +440,28 @@ class PodController:
         # nodes whose checkpoint holds it, never an await per node of the agent.
         nodes = [self.nodes[name]] if name in self.nodes else [
             n for n in self.nodes.values() if n.devices.checkpoint.pod(uid)]
+        meta = (pod or {}).get("metadata") or {}
+        owner = f"{meta['namespace']}/{meta['name']}/" if "name" in meta else ""
         for node in nodes:
             try:
-                await self._release_on(node, uid)
+                await self._release_on(node, uid, owner)
             except Exception:
                 log.exception("node %s: releasing the devices of pod %s failed", node.sim.name,
                               uid)
 
     @staticmethod
-    async def _release_on(node: NodePods, uid: str) -> None:
+    async def _release_on(node: NodePods, uid: str, owner: str = "") -> None:
         for containers in node.devices.checkpoint.pod(uid).values():
             for alloc in containers.values():
                 for device_id in alloc.device_ids:
-                    if device_id in node.sim.state.allocations:
+                    holder = node.sim.state.allocations.get(device_id)
+                    if holder is not None and holder.startswith(owner):
                         await asyncio.to_thread(node.sim.release, device_id)
         await node.devices.release(uid)
 
     async def _forget(self, uid: str) -> None:
         await _cancel(self.running.pop(uid, None))
+        await _cancel(self.left_alone.pop(uid, None))
         await self._release(uid)
         self.finished.discard(uid)
 
@@ -444,6 +486,9 @@ class PodController:
                     await asyncio.to_thread(node.sim.release, device_id)
             self.untouched |= report.untouched
             await self._report(name, report)
+            for pod in on_node:
+                if (why := report.lost.get(pod["metadata"]["uid"])) is not None:
+                    await self._fail(pod, DEVICES_LOST, why)
 
     async def _reconcile_pod(self, node: NodePods, pod: JSON, report: Rebuild) -> None:
         try:
@@ -452,9 +497,16 @@ class PodController:
                 return
             await reconcile_pod(node, pod, split_by_container(device_requests(pod), recorded),
                                 report)
+        except DevicesGoneError as err:
+            files = "; ".join(node.damage) or "the node's files changed"
+            report.unreconciled.append(f"{err}: the pod ends Failed")
+            report.lost[pod["metadata"]["uid"]] = (
+                f"the devices this pod held are gone from its node: {err} ({files})")
         except (UnreconciledError, PodRejectedError, CheckpointError) as err:
             meta = pod["metadata"]
-            report.unreconciled.append(f"{meta['namespace']}/{meta['name']}: {err}")
+            who = f"{meta['namespace']}/{meta['name']}"
+            report.unreconciled.append(str(err) if str(err).startswith(who)
+                                       else f"{who}: {err}")
             report.untouched.add(meta["uid"])
 
     async def _report(self, node: str, report: Rebuild) -> None:
