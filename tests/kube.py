@@ -188,3 +188,31 @@ class AgentProcess:
     def delete_nodes(self) -> None:
         for name in self.names:
             self.cluster.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false")
+
+
+def recorded(state: Path, name: str) -> dict[str, Any]:
+    """The record ``dgxsim up`` keeps of component ``name`` (pid, restarts, log)."""
+    processes = json.loads((state / "controlplane.json").read_text())["processes"]
+    return dict(next(p for p in processes if p["name"] == name))
+
+
+def status_line(state: Path, name: str) -> str:
+    """``dgxsim status``'s line for component ``name`` ('' if none)."""
+    out = dgxsim("status", "--state-dir", str(state)).stdout
+    return next((line.strip() for line in out.splitlines()
+                 if line.strip().startswith(name + " ")), "")
+
+
+def kill_and_see_it_back(state: Path, name: str, timeout_s: float = 90.0) -> dict[str, Any]:
+    """SIGKILL component ``name`` of a ``dgxsim up`` cluster by its recorded pid; wait
+    until the supervisor restarted it (a new pid, one more restart) and ``dgxsim
+    status`` shows it healthy with that restart count. Returns the new record."""
+    before = recorded(state, name)
+    os.kill(before["pid"], signal.SIGKILL)
+    after = wait_for(f"{name} restarted", lambda: (r := recorded(state, name))["pid"] !=
+                     before["pid"] and r, timeout_s=timeout_s)
+    assert after["restarts"] == before["restarts"] + 1
+    wait_for(f"status shows {name} back and healthy", lambda: status_line(state, name).endswith(
+        f"restarts {after['restarts']}, health ok"), timeout_s=timeout_s)
+    assert "exited; restart" in Path(after["log"]).read_text()
+    return after
