@@ -29,13 +29,15 @@ The agent goes on serving every other pod.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from dgxnode.agent.checkpoint import ContainerAllocation
 from dgxnode.agent.errors import (
     AgentError,
     AnnotationError,
@@ -81,8 +83,12 @@ REBUILT = "DeviceRecordsRebuilt"
 NOT_RECONCILED = "DeviceRecordsNotReconciled"
 DEVICES_LOST = "DevicesLost"
 """A running pod whose devices no longer exist on its node (lost with its files)."""
-API_ATTEMPTS = 4
+API_PATIENCE_S = 120.0
+"""How long an API call that fails for a moment (no answer, throttled, a server error)
+is retried: an API server or etcd restarts in seconds, and no pod fails for it."""
 API_RETRY_S = 0.25
+API_RETRY_MAX_S = 2.0
+RELEASE_POLL_S = 0.05
 
 
 def device_requests(pod: JSON) -> dict[str, dict[str, int]]:
@@ -164,6 +170,9 @@ class NodePods:
     devices: DeviceManager
     damage: list[str] = field(default_factory=list)
     """What of the node's files could not be used at start (see :meth:`reconcile`)."""
+    ending: set[str] = field(default_factory=set)
+    """Pods ending on this node whose devices are not yet free: their end is recorded on
+    the API server first, so no device is ever seen held by two running pods."""
 
 
 class PodTelemetry(Protocol):
@@ -320,14 +329,16 @@ class PodController:
         meta = pod["metadata"]
         uid = meta["uid"]
         started_at = (pod.get("status") or {}).get("startTime") or now_rfc3339()
-        # Devices first: once the pod is Succeeded the scheduler may bind the next pod
-        # to them, and its admission must find them free.
+        # The end is recorded before the devices are freed: while the API server says
+        # the pod runs, no other pod gets its devices. A pod admitted meanwhile that
+        # finds too few free waits for the ending ones (:meth:`_allocate`).
         self.finished.add(uid)
-        await self._release(uid, pod)
-        await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
-            "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
-        await self._api(lambda: self.kube.patch_pod_status(
-            meta["namespace"], meta["name"], terminated_status(pod, started_at, 0, "Completed")))
+        async with self._ending(pod):
+            await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
+                "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
+            await self._api(lambda: self.kube.patch_pod_status(
+                meta["namespace"], meta["name"],
+                terminated_status(pod, started_at, 0, "Completed")))
         self.running.pop(uid, None)
         self.left_alone.pop(uid, None)
         self.completed += 1
@@ -338,16 +349,51 @@ class PodController:
                               f"{self.clock.scale:g})", host=pod["spec"]["nodeName"])
 
     async def _api(self, call: Callable[[], Awaitable[T]]) -> T:
-        """An API call, retried with back-off while it fails for a moment."""
-        for attempt in range(API_ATTEMPTS):
+        """An API call, retried with back-off while it fails for a moment (for up to
+        :data:`API_PATIENCE_S`: the API server or etcd may be restarting)."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + API_PATIENCE_S, API_RETRY_S
+        while True:
             try:
                 return await call()
             except Exception as err:
-                if attempt + 1 == API_ATTEMPTS or not _transient(err):
+                if not _transient(err) or loop.time() + delay > deadline:
                     raise
                 log.warning("API call failed (%s); retrying", err)
-                await asyncio.sleep(API_RETRY_S * 2**attempt)
-        raise AssertionError("unreachable")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, API_RETRY_MAX_S)
+
+    @contextlib.asynccontextmanager
+    async def _ending(self, pod: JSON) -> AsyncIterator[None]:
+        """The block records the pod's end; its devices are freed after it, whatever
+        happens, and admissions on its node short of devices wait for that."""
+        uid = pod["metadata"]["uid"]
+        node = self.nodes.get(pod["spec"].get("nodeName", ""))
+        if node is not None:
+            node.ending.add(uid)
+        try:
+            yield
+        finally:
+            try:
+                await self._release(uid, pod)
+            finally:
+                if node is not None:
+                    node.ending.discard(uid)
+
+    async def _allocate(self, node: NodePods, uid: str, container: str, resource: str,
+                        count: int) -> ContainerAllocation:
+        """The device manager's allocation; short of devices while pods on the node are
+        ending, it waits for their devices (for as long as an API call may take)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + API_PATIENCE_S
+        while True:
+            try:
+                return await node.devices.allocate(uid, container, resource, count)
+            except DeviceAllocationError:
+                if not node.ending - {uid} or loop.time() > deadline:
+                    raise
+            while node.ending - {uid} and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(RELEASE_POLL_S)
 
     async def _admit(self, pod: JSON, node: NodePods, requests: dict[str, dict[str, int]]
                      ) -> dict[str, tuple[str, ...]]:
@@ -362,7 +408,7 @@ class PodController:
             for container, wanted in requests.items():
                 owner = f"{meta['namespace']}/{meta['name']}/{container}"
                 for resource, count in wanted.items():
-                    alloc = await node.devices.allocate(uid, container, resource, count)
+                    alloc = await self._allocate(node, uid, container, resource, count)
                     for device_id in alloc.device_ids:
                         # The node's state file is locked and fsynced: off the loop.
                         await asyncio.to_thread(node.sim.allocate, device_id, owner)
@@ -399,14 +445,15 @@ class PodController:
         self.running.pop(uid, None)
         self.left_alone.pop(uid, None)
         self.failed += 1
-        await self._release(uid, pod)
-        await self.kube.event(pod, reason, message, "Warning", host=pod["spec"]["nodeName"])
-        try:
-            await self._api(lambda: self.kube.patch_pod_status(
-                meta["namespace"], meta["name"], rejected_status(reason, message)))
-        except Exception as err:
-            log.error("pod %s/%s: its Failed status was refused too: %s", meta["namespace"],
-                      meta["name"], err)
+        async with self._ending(pod):
+            await self.kube.event(pod, reason, message, "Warning",
+                                  host=pod["spec"]["nodeName"])
+            try:
+                await self._api(lambda: self.kube.patch_pod_status(
+                    meta["namespace"], meta["name"], rejected_status(reason, message)))
+            except Exception as err:
+                log.error("pod %s/%s: its Failed status was refused too: %s",
+                          meta["namespace"], meta["name"], err)
 
     async def _terminate(self, pod: JSON) -> None:
         """A graceful delete: stop the simulated process, free devices, remove the pod."""
