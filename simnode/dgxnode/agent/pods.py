@@ -58,7 +58,7 @@ from dgxnode.agent.recovery import (
 )
 from dgxnode.agent.workload import PREDICTED, RunPlan, StepPredictor, run_plan, shutdown_seconds
 from dgxnode.clock import Clock, RealtimeClock
-from dgxnode.errors import SimnodeError
+from dgxnode.errors import AllocationError, SimnodeError
 from dgxnode.node import SimNode
 from gpumodel.vocabulary import (
     DEVICES_ANNOTATION,
@@ -231,7 +231,8 @@ class PodController:
                 await self._remove(pod)
             return
         if phase in ("Succeeded", "Failed"):
-            await self._release(uid, pod)
+            if uid not in self.nodes[node].ending:  # else its end frees them itself
+                await self._release(uid, pod)
             self.finished.add(uid)
             return
         if uid in self.finished or uid in self.running or uid in self.left_alone:
@@ -503,7 +504,8 @@ class PodController:
                 for device_id in alloc.device_ids:
                     holder = node.sim.state.allocations.get(device_id)
                     if holder is not None and holder.startswith(owner):
-                        await asyncio.to_thread(node.sim.release, device_id)
+                        with contextlib.suppress(AllocationError):  # freed meanwhile
+                            await asyncio.to_thread(node.sim.release, device_id)
         await node.devices.release(uid)
 
     async def _forget(self, uid: str) -> None:
