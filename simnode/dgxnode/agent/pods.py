@@ -391,9 +391,10 @@ class PodController:
             try:
                 return await node.devices.allocate(uid, container, resource, count)
             except DeviceAllocationError:
-                if not node.ending - {uid} or loop.time() > deadline:
+                waited_for = node.ending - {uid}  # those ending now, not later ones
+                if not waited_for or loop.time() > deadline:
                     raise
-            while node.ending - {uid} and loop.time() < deadline:  # noqa: ASYNC110
+            while waited_for & node.ending and loop.time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(RELEASE_POLL_S)
 
     async def _admit(self, pod: JSON, node: NodePods, requests: dict[str, dict[str, int]]
