@@ -33,7 +33,7 @@ from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
 from dgxnode.agent.recovery import epoch_from_pods
 from dgxnode.agent.runner import POD_SELECTOR, NodeAgent
-from dgxnode.clock import RealtimeClock, open_clock, rebase
+from dgxnode.clock import CLOCK_FILE, RealtimeClock, open_clock, rebase
 from dgxnode.dcgm import (
     ActivityBook,
     DcgmCollector,
@@ -182,16 +182,21 @@ def wire_node(kube: Kube, options: AgentOptions, name: str, sockets: Path,
 
 async def agent_clock(kube: Kube, options: AgentOptions, wirings: list[NodeWiring]
                       ) -> RealtimeClock:
-    """The agent's simulated clock; a damaged clock file is rebuilt from the start
-    times the API server records on the running pods of these nodes, and every node's
-    report of damaged files says so."""
+    """The agent's simulated clock; a damaged clock file, or one missing while pods
+    run on these nodes, is rebuilt from the start times the API server records on
+    the running pods, and every node's report of damaged files says so."""
+    missing = not (options.state_dir / CLOCK_FILE).exists()
     clock, damaged = open_clock(options.state_dir, options.time_scale)
-    if damaged is None:
+    if damaged is None and not missing:
         return clock
     names = {w.sim.name for w in wirings}
     listed = await kube.list_pods(field_selector=POD_SELECTOR)
     pods = [p for p in listed.items if p["spec"].get("nodeName") in names]
     epoch = epoch_from_pods(pods, clock.scale)
+    if damaged is None:
+        if epoch is None:  # a new agent, or nothing runs on the old timeline
+            return clock
+        damaged = f"clock file {CLOCK_FILE} was missing"
     if epoch is None:
         damaged += "; no running pod recorded the old timeline, a new one starts now"
     else:

@@ -95,9 +95,11 @@ def test_running_pods_keep_their_devices_when_the_node_files_are_lost(
         agent.delete_nodes()
 
 
+@pytest.mark.parametrize("damage", [truncated, deleted], ids=["truncated", "deleted"])
 def test_a_damaged_clock_file_is_rebuilt_and_the_running_pod_completes(
-        control_plane: Cluster, namespace: str, tmp_path: Path) -> None:
-    prefix = f"{PREFIX}-clock"
+        control_plane: Cluster, namespace: str, tmp_path: Path,
+        damage: Callable[[Path], None]) -> None:
+    prefix = f"{PREFIX}-clock-{damage.__name__}"
     node = f"{prefix}-0"
     agent = AgentProcess(control_plane, tmp_path / "agent", 1, prefix, "--time-scale", "1")
     agent.start()
@@ -106,11 +108,10 @@ def test_a_damaged_clock_file_is_rebuilt_and_the_running_pod_completes(
         wait_for("a running", lambda: phase(control_plane, namespace, "a") == "Running")
         held = devices_of(control_plane, namespace, "a")
         agent.stop()
-        clock = agent.state_dir / "clock.json"
-        clock.write_bytes(clock.read_bytes()[:10])
-        agent.start()  # it used to stop here: the clock file is unreadable
+        damage(agent.state_dir / "clock.json")
+        agent.start()  # it used to stop here (unreadable) or start a new timeline (deleted)
 
-        assert (agent.state_dir / "clock.json.damaged").exists()
+        assert (agent.state_dir / "clock.json.damaged").exists() == (damage is truncated)
         events = wait_for("an event on the node", lambda: [
             e for e in control_plane.kubectl_json(
                 "get", "events", "-n", "default",
