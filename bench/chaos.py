@@ -9,7 +9,9 @@ workloads is submitted at random intervals: batch Jobs asking
 asking ``nvidia.com/mig-1g.5gb`` and DGXJobs (whole GPUs or a MIG profile).
 Meanwhile the node agent, the operator, the API server and etcd are each
 killed with SIGKILL several times, one at a time, at random moments; the
-supervisor of ``dgxsim up`` restarts them. Per kill it measures the recovery
+supervisor of ``dgxsim up`` restarts them, and ``dgx-1`` is relabelled between
+``all-1g.5gb`` and ``all-balanced`` every ``--relabel-every`` seconds (each
+change must reach ``success`` whatever dies meanwhile). Per kill it measures the recovery
 time: from the kill until the component answers its health check again (etcd
 ``/health``, the API server ``/readyz``, the operator's liveness ``/healthz``,
 the node agent's ``dgxsim_agent_watch_live`` metric with every watch live), and
@@ -19,7 +21,8 @@ A watcher lists every pod once a second and checks that no device (the
 ``dgxsim.io/devices`` annotation of Running pods) is held by two running pods.
 At the end it prints workloads submitted / succeeded / failed (with reasons) /
 lost (not ended within the drain time), double allocations and the recovery
-time of every kill. Figures only; nothing passes or fails.
+time of every kill, and how long each relabel took to reach ``success``.
+Figures only; nothing passes or fails.
 
     .venv/bin/python bench/chaos.py [--workloads 200] [--kills 3] [--seed 1]
 """
@@ -47,7 +50,14 @@ from typing import Any
 import httpx
 
 from dgxsim.clusterfile import load_settings
-from gpumodel.vocabulary import DEVICES_ANNOTATION, DURATION_ANNOTATION, MIG_CONFIG, MIG_POLICY
+from gpumodel.vocabulary import (
+    DEVICES_ANNOTATION,
+    DURATION_ANNOTATION,
+    INVENTORY_ANNOTATION,
+    MIG_CONFIG,
+    MIG_CONFIG_STATE,
+    MIG_POLICY,
+)
 from kubewire import CustomResource, KubeClient, KubeError
 from localkube import ControlPlane
 from localkube.pki import ADMIN
@@ -58,6 +68,8 @@ NAMESPACE = "chaos"
 AGENT, OPERATOR, APISERVER, ETCD = "node-agent", "operator", "kube-apiserver", "etcd"
 VICTIMS = (AGENT, OPERATOR, APISERVER, ETCD)
 MIG_NODES = ("dgx-0", "dgx-1")
+RELABELLED = "dgx-1"
+RELABEL_CONFIGS = ("all-balanced", "all-1g.5gb")
 DYNAMIC_NODE = "dgx-2"
 
 
@@ -245,6 +257,43 @@ class Chaos:
     failed_polls: int = 0
     doubles: set[tuple[str, str, str]] = field(default_factory=set)
     submitting: bool = True
+    relabels: list[tuple[str, float | None, str]] = field(default_factory=list)
+    """(config, seconds to success or None, last state seen)."""
+
+    async def relabel(self, every_s: float, stop: asyncio.Event, timeout_s: float = 180.0
+                      ) -> None:
+        """Relabel one MIG node back and forth; each change waits for its end."""
+        turn = 0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            if stop.is_set():
+                return
+            config = RELABEL_CONFIGS[turn % len(RELABEL_CONFIGS)]
+            turn += 1
+            t0 = time.monotonic()
+            await self.cluster.kubectl_until_ok("label", "node", RELABELLED,
+                                                f"{MIG_CONFIG}={config}", "--overwrite")
+            state = "?"
+            while time.monotonic() - t0 < timeout_s:
+                try:
+                    node = await self.kube.read_node(RELABELLED)
+                except (KubeError, OSError):
+                    await asyncio.sleep(0.5)
+                    continue
+                # The node's own record says which config its state is about (the
+                # state label still reads the last one's until the node takes it up).
+                inventory = json.loads((node["metadata"].get("annotations") or {}).get(
+                    INVENTORY_ANNOTATION, "{}"))
+                state = (node["metadata"].get("labels") or {}).get(MIG_CONFIG_STATE, "?")
+                if inventory.get("mig_config") == config and state in ("success", "failed") \
+                        and inventory.get("mig_config_state") == state:
+                    break
+                await asyncio.sleep(0.5)
+            took = time.monotonic() - t0
+            done = took if state == "success" else None
+            self.relabels.append((config, done, state))
+            say(f"{RELABELLED} -> {config}: {state} after {took:.1f} s")
 
     async def watch_devices(self, stop: asyncio.Event) -> None:
         """Every second: no device of a Running pod is held by another Running pod."""
@@ -412,6 +461,11 @@ def report(chaos: Chaos, wall_s: float) -> None:
         backs = [k.back_s for k in rows if k.back_s is not None]
         worst = f"max {max(backs):.1f} s" if backs else "-"
         print(f"  {victim:<15} {cells or '-'} s  ({worst})")
+    if chaos.relabels:
+        ok = [t for _, t, _ in chaos.relabels if t is not None]
+        print(f"relabels of {RELABELLED}: {len(ok)} of {len(chaos.relabels)} reached success"
+              + (f" (in {min(ok):.1f}-{max(ok):.1f} s)" if ok else "")
+              + "".join(f"; {c} ended {st}" for c, t, st in chaos.relabels if t is None))
     over = [k for k in chaos.kills if k.back_s is None or k.back_s > 10.0]
     print(f"kills recovered within 10 s: {len(chaos.kills) - len(over)} of {len(chaos.kills)}")
 
@@ -423,15 +477,24 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> None:
     stop = asyncio.Event()
     t0 = time.monotonic()
     watcher = asyncio.create_task(chaos.watch_devices(stop))
+    stop_relabels = asyncio.Event()
+    relabeller = asyncio.create_task(chaos.relabel(args.relabel_every, stop_relabels)) \
+        if args.relabel_every > 0 else None
     try:
         submitter = asyncio.create_task(chaos.submit(args.workloads, args.rate))
         killer = asyncio.create_task(chaos.kill_all(args.kills, (args.gap_min, args.gap_max)))
         settler = asyncio.create_task(chaos.settle(args.drain))
         await asyncio.gather(submitter, killer)
         say("every kill done and every workload submitted; draining")
+        stop_relabels.set()
         await settler
+        if relabeller is not None:
+            await relabeller
     finally:
         stop.set()
+        stop_relabels.set()
+        if relabeller is not None and not relabeller.done():
+            relabeller.cancel()
         await watcher
         await kube.close()
         chaos.probes.http.close()
@@ -447,6 +510,8 @@ def main() -> None:
     parser.add_argument("--gap-max", type=float, default=14.0)
     parser.add_argument("--drain", type=float, default=180.0,
                         help="seconds to wait for workloads after the last submission")
+    parser.add_argument("--relabel-every", type=float, default=30.0,
+                        help=f"seconds between MIG relabels of {RELABELLED} (0: none)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the state dir (logs)")
     args = parser.parse_args()
