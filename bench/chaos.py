@@ -292,8 +292,22 @@ class Chaos:
                 await asyncio.sleep(0.5)
             took = time.monotonic() - t0
             done = took if state == "success" else None
-            self.relabels.append((config, done, state))
-            say(f"{RELABELLED} -> {config}: {state} after {took:.1f} s")
+            why = state if done is not None else f"{state} ({await self._why_not(config)})"
+            self.relabels.append((config, done, why))
+            say(f"{RELABELLED} -> {config}: {why} after {took:.1f} s")
+
+    async def _why_not(self, config: str) -> str:
+        """The node's last MIG event, which says why a change did not succeed."""
+        try:
+            events = (await self.kube.list_events(
+                field_selector=f"involvedObject.name={RELABELLED}")).items
+        except (KubeError, OSError) as err:
+            return f"events unreadable: {err}"
+        mig = [e for e in events if str(e.get("reason", "")).startswith("MigConfig")
+               or e.get("reason") == "NodeUpdateRefused"]
+        last = max(mig, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
+                   default=None)
+        return f"{last['reason']}: {last['message'][:300]}" if last else "no event"
 
     async def watch_devices(self, stop: asyncio.Event) -> None:
         """Every second: no device of a Running pod is held by another Running pod."""
