@@ -154,6 +154,7 @@ class AgentProcess:
         import time
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        seen = self.log.stat().st_size if self.log.exists() else 0  # a restart's own line
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dgxsim", "agent", "--state-dir", str(self.state_dir),
@@ -164,7 +165,7 @@ class AgentProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited: {self.log.read_text()[-2000:]}")
-            if b"node agent ready" in self.log.read_bytes():
+            if b"node agent ready" in self.log.read_bytes()[seen:]:
                 return
             time.sleep(0.2)
         raise AssertionError(f"agent not ready: {self.log.read_text()[-2000:]}")
@@ -187,3 +188,31 @@ class AgentProcess:
     def delete_nodes(self) -> None:
         for name in self.names:
             self.cluster.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false")
+
+
+def recorded(state: Path, name: str) -> dict[str, Any]:
+    """The record ``dgxsim up`` keeps of component ``name`` (pid, restarts, log)."""
+    processes = json.loads((state / "controlplane.json").read_text())["processes"]
+    return dict(next(p for p in processes if p["name"] == name))
+
+
+def status_line(state: Path, name: str) -> str:
+    """``dgxsim status``'s line for component ``name`` ('' if none)."""
+    out = dgxsim("status", "--state-dir", str(state)).stdout
+    return next((line.strip() for line in out.splitlines()
+                 if line.strip().startswith(name + " ")), "")
+
+
+def kill_and_see_it_back(state: Path, name: str, timeout_s: float = 90.0) -> dict[str, Any]:
+    """SIGKILL component ``name`` of a ``dgxsim up`` cluster by its recorded pid; wait
+    until the supervisor restarted it (a new pid, one more restart) and ``dgxsim
+    status`` shows it healthy with that restart count. Returns the new record."""
+    before = recorded(state, name)
+    os.kill(before["pid"], signal.SIGKILL)
+    after = wait_for(f"{name} restarted", lambda: (r := recorded(state, name))["pid"] !=
+                     before["pid"] and r, timeout_s=timeout_s)
+    assert after["restarts"] == before["restarts"] + 1
+    wait_for(f"status shows {name} back and healthy", lambda: status_line(state, name).endswith(
+        f"restarts {after['restarts']}, health ok"), timeout_s=timeout_s)
+    assert "exited; restart" in Path(after["log"]).read_text()
+    return after

@@ -67,7 +67,7 @@ async def pod_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Mem
     op: Operator = memo.operator
     op.partitioner.wake()
     if JOB_LABEL in labels and namespace:
-        await op.jobs.sync(namespace, labels[JOB_LABEL])
+        await op.jobs.sync_when_answered(namespace, labels[JOB_LABEL])
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -81,20 +81,58 @@ class _Epoch(BaseModel):
     epoch_wall_s: float = Field(gt=0)
 
 
+CLOCK_FILE = "clock.json"
+
+
+def _read_epoch(path: Path) -> float:
+    return _Epoch.model_validate(json.loads(path.read_bytes())).epoch_wall_s
+
+
 def persistent_clock(state_dir: Path, scale: float) -> RealtimeClock:
     """A real-time clock whose epoch is kept in ``state_dir/clock.json``: an agent
-    restarted on the same state directory continues the same simulated timeline."""
-    path = state_dir / "clock.json"
+    restarted on the same state directory continues the same simulated timeline.
+    A damaged file is refused (commands); the agent uses :func:`open_clock`."""
+    path = state_dir / CLOCK_FILE
     if path.exists():
         try:
-            epoch = _Epoch.model_validate(json.loads(path.read_text()))
+            return RealtimeClock(scale, _read_epoch(path))
         except (ValueError, ValidationError) as err:
             raise StateError(f"clock file {path} is unreadable ({type(err).__name__}); "
                              "it was left in place: inspect or remove it") from err
-        return RealtimeClock(scale, epoch.epoch_wall_s)
-    clock = RealtimeClock(scale)
-    atomic_write_text(path, _Epoch(epoch_wall_s=clock.epoch_wall_s).model_dump_json())
+    return new_epoch(state_dir, RealtimeClock(scale))
+
+
+def open_clock(state_dir: Path, scale: float) -> tuple[RealtimeClock, str | None]:
+    """The node agent's clock, and why its file could not be used, if it could not.
+
+    A clock file that cannot be read is set aside as ``clock.json.damaged`` and
+    a new epoch starts now; the agent then moves the epoch back to the one its
+    running pods were started on (:func:`dgxnode.agent.recovery.epoch_from_pods`,
+    :func:`rebase`), as it rebuilds the other files of its nodes."""
+    path = state_dir / CLOCK_FILE
+    if not path.exists():
+        return new_epoch(state_dir, RealtimeClock(scale)), None
+    try:
+        return RealtimeClock(scale, _read_epoch(path)), None
+    except (ValueError, ValidationError) as err:
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        why = (f"clock file {path.name} was unreadable ({type(err).__name__}) and was set "
+               f"aside as {aside.name}")
+        return new_epoch(state_dir, RealtimeClock(scale)), why
+
+
+def new_epoch(state_dir: Path, clock: RealtimeClock) -> RealtimeClock:
+    """Record ``clock``'s epoch in ``state_dir`` and return the clock."""
+    atomic_write_text(state_dir / CLOCK_FILE,
+                      _Epoch(epoch_wall_s=clock.epoch_wall_s).model_dump_json())
     return clock
+
+
+def rebase(state_dir: Path, clock: RealtimeClock, epoch_wall_s: float) -> None:
+    """Move ``clock`` to the epoch ``epoch_wall_s`` and record it."""
+    clock.epoch_wall_s = epoch_wall_s
+    new_epoch(state_dir, clock)
 
 
 class VirtualClock:

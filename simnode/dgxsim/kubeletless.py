@@ -34,8 +34,9 @@ from dgxnode.agent.dra import CLAIMS_FILE, ClaimManager
 from dgxnode.agent.kube import Kube
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.nodes import NodeController
-from dgxnode.agent.runner import NodeAgent
-from dgxnode.clock import persistent_clock
+from dgxnode.agent.recovery import epoch_from_pods
+from dgxnode.agent.runner import POD_SELECTOR, NodeAgent
+from dgxnode.clock import CLOCK_FILE, RealtimeClock, open_clock, rebase
 from dgxnode.dcgm import (
     ActivityBook,
     DcgmCollector,
@@ -225,6 +226,35 @@ async def follow_for_dra(sim: SimNode, dra: DraNodePlugin) -> None:
         unsubscribe()
 
 
+async def agent_clock(kube: Kube, options: AgentOptions, wirings: list[NodeWiring]
+                      ) -> RealtimeClock:
+    """The agent's simulated clock; a damaged clock file, or one missing while pods
+    run on these nodes, is rebuilt from the start times the API server records on
+    the running pods, and every node's report of damaged files says so."""
+    missing = not (options.state_dir / CLOCK_FILE).exists()
+    clock, damaged = open_clock(options.state_dir, options.time_scale)
+    if damaged is None and not missing:
+        return clock
+    names = {w.sim.name for w in wirings}
+    listed = await kube.list_pods(field_selector=POD_SELECTOR)
+    pods = [p for p in listed.items if p["spec"].get("nodeName") in names]
+    epoch = epoch_from_pods(pods, clock.scale)
+    if damaged is None:
+        if epoch is None:  # a new agent, or nothing runs on the old timeline
+            return clock
+        damaged = f"clock file {CLOCK_FILE} was missing"
+    if epoch is None:
+        damaged += "; no running pod recorded the old timeline, a new one starts now"
+    else:
+        rebase(options.state_dir, clock, epoch)
+        damaged += ("; its epoch was rebuilt from the start times of the running pods "
+                    "the API server records")
+    log.warning("%s", damaged)
+    for w in wirings:
+        w.damage.append(damaged)
+    return clock
+
+
 async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) -> None:
     """Run every node until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
@@ -237,7 +267,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     wirings = [wire_node(kube, options, name, sockets, index)
                for index, name in enumerate(node_names(options))]
     predictor = predictor_for(system(options.kind).gpu)
-    clock = persistent_clock(options.state_dir, options.time_scale)
+    clock = await agent_clock(kube, options, wirings)
     book = ActivityBook()
     gpu = system(options.kind).gpu
     agent = NodeAgent.build(kube, [w.controller for w in wirings], clock, predictor,

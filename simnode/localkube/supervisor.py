@@ -30,8 +30,9 @@ SUPERVISOR = "supervisor"
 POLL_S = 0.5
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
-STABLE_S = 60.0
-"""A component that ran this long before dying is restarted without waiting."""
+STABLE_S = 10.0
+"""A component that ran this long before dying is restarted after the first delay: it
+was killed, not crash-looping (one that dies sooner waits twice as long each time)."""
 
 
 @dataclass

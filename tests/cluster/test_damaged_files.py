@@ -93,3 +93,38 @@ def test_running_pods_keep_their_devices_when_the_node_files_are_lost(
     finally:
         agent.stop()
         agent.delete_nodes()
+
+
+@pytest.mark.parametrize("damage", [truncated, deleted], ids=["truncated", "deleted"])
+def test_a_damaged_clock_file_is_rebuilt_and_the_running_pod_completes(
+        control_plane: Cluster, namespace: str, tmp_path: Path,
+        damage: Callable[[Path], None]) -> None:
+    prefix = f"{PREFIX}-clock-{damage.__name__}"
+    node = f"{prefix}-0"
+    agent = AgentProcess(control_plane, tmp_path / "agent", 1, prefix, "--time-scale", "1")
+    agent.start()
+    try:
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=pod("a", 1, "20s", node))
+        wait_for("a running", lambda: phase(control_plane, namespace, "a") == "Running")
+        held = devices_of(control_plane, namespace, "a")
+        agent.stop()
+        damage(agent.state_dir / "clock.json")
+        agent.start()  # it used to stop here (unreadable) or start a new timeline (deleted)
+
+        assert (agent.state_dir / "clock.json.damaged").exists() == (damage is truncated)
+        events = wait_for("an event on the node", lambda: [
+            e for e in control_plane.kubectl_json(
+                "get", "events", "-n", "default",
+                "--field-selector", f"involvedObject.name={node}")["items"]
+            if e["reason"] == "DeviceRecordsRebuilt" and "clock.json" in e["message"]],
+            timeout_s=30)
+        assert "rebuilt from the start times" in events[-1]["message"]
+        wait_for("a succeeds", lambda: phase(control_plane, namespace, "a") == "Succeeded",
+                 timeout_s=90)
+        assert devices_of(control_plane, namespace, "a") == held
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=pod("b", 8, "1s", node))
+        wait_for("b succeeds", lambda: phase(control_plane, namespace, "b") == "Succeeded",
+                 timeout_s=60)
+    finally:
+        agent.stop()
+        agent.delete_nodes()

@@ -11,24 +11,16 @@ DGXJob) still runs to completion. ``dgxsim down`` then leaves no process.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kube import dgxsim, processes_mentioning, wait_for
+from kube import dgxsim, kill_and_see_it_back, processes_mentioning, recorded, wait_for
 
 from localkube.toolchain import bin_dir
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-
-
-def record(state: Path, name: str) -> dict[str, Any]:
-    processes = json.loads((state / "controlplane.json").read_text())["processes"]
-    return dict(next(p for p in processes if p["name"] == name))
 
 
 def kubectl(state: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -39,20 +31,6 @@ def kubectl(state: Path, *args: str, stdin: str | None = None) -> subprocess.Com
 def phase(state: Path, kind: str, name: str) -> str | None:
     got = kubectl(state, "get", kind, name, "-o", "json")
     return json.loads(got.stdout).get("status", {}).get("phase") if got.returncode == 0 else None
-
-
-def kill_and_see_it_back(state: Path, name: str) -> None:
-    before = record(state, name)
-    os.kill(before["pid"], signal.SIGKILL)
-    after = wait_for(f"{name} restarted", lambda: (r := record(state, name))["pid"] !=
-                     before["pid"] and r, timeout_s=60)
-    assert after["restarts"] == before["restarts"] + 1
-    wait_for(f"status shows {name} healthy", lambda: (
-        s := dgxsim("status", "--state-dir", str(state))).returncode == 0
-        and f"restarts {after['restarts']}, health ok" in next(
-            line for line in s.stdout.splitlines() if line.strip().startswith(name)),
-        timeout_s=60)
-    assert "exited; restart" in Path(after["log"]).read_text()
 
 
 def pod(name: str) -> str:
@@ -70,7 +48,7 @@ def test_the_agent_and_the_operator_come_back_after_sigkill(tmp_path: Path) -> N
     up = dgxsim("up", "--nodes", "1", "--state-dir", str(state))
     assert up.returncode == 0, up.stdout + up.stderr
     try:
-        assert record(state, "supervisor")["restarts"] == 0
+        assert recorded(state, "supervisor")["restarts"] == 0
         kill_and_see_it_back(state, "node-agent")
         kubectl(state, "apply", "-f", "-", stdin=pod("after-agent"))
         wait_for("pod after the agent's death succeeds", lambda: phase(

@@ -58,7 +58,7 @@ from gpumodel.vocabulary import (
     REPLICA_LABEL,
     WORKLOAD_ANNOTATION,
 )
-from kubewire import ConflictError, KubeError
+from kubewire import ConflictError, KubeError, UnavailableError
 from migoperator.apply.claims import claim_pod, claim_template
 from migoperator.apply.kube import Kube, now_rfc3339
 from migoperator.errors import InvalidJobError, NotReadyError
@@ -96,6 +96,9 @@ JSON = dict[str, Any]
 MIG_GPU_KINDS = ("a100-40gb", "a100-80gb")
 DEFAULT_GPU = "a100-40gb"
 TERMINAL = ("Succeeded", "Failed")
+SYNC_PATIENCE_S = 120.0
+"""How long a job's sync is retried while the API server does not answer."""
+SYNC_RETRY_S, SYNC_RETRY_MAX_S = 0.25, 2.0
 ADMISSION_REFUSED = "UnexpectedAdmissionError"
 """The reason a kubelet gives a pod it refuses because device allocation failed."""
 TERMINATING = "the pods of an earlier placement are still terminating"
@@ -420,6 +423,22 @@ class JobController:
             self._requeued &= waiting.keys()
 
     # ------------------------------------------------------------ following the pods
+
+    async def sync_when_answered(self, namespace: str, name: str) -> None:
+        """:meth:`sync`, retried while the API server does not answer (it or etcd is
+        restarting): kopf does not retry an event handler, so a pod's end reported
+        then would otherwise leave its job Running until some later event."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + SYNC_PATIENCE_S, SYNC_RETRY_S
+        while True:
+            try:
+                return await self.sync(namespace, name)
+            except (UnavailableError, OSError) as err:
+                if loop.time() + delay > deadline:
+                    raise
+                log.info("job %s/%s: %s; syncing again in %.1f s", namespace, name, err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SYNC_RETRY_MAX_S)
 
     async def sync(self, namespace: str, name: str) -> None:
         """Derive a placed job's phase from its pods."""

@@ -14,7 +14,9 @@ agent resumes running pods where they were: their devices come back from the
 checkpoint and their clocks from the recorded start. A checkpoint or node state
 that was emptied, deleted, truncated or left stale is rebuilt from the devices
 the API server records on each running pod before any pod is admitted
-(:mod:`dgxnode.agent.recovery`), with an event on the Node.
+(:mod:`dgxnode.agent.recovery`), with an event on the Node. A pod whose devices
+went with the lost files ends Failed (``DevicesLost``); one whose records
+disagree otherwise is left alone to the end of its run time, then completed.
 
 Every failure is confined to its pod and ends in a visible state: a pod that
 cannot be admitted (no devices, a plugin's error, a checkpoint that cannot be
@@ -27,9 +29,10 @@ The agent goes on serving every other pod.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -47,6 +50,7 @@ from dgxnode.agent.kube import Kube, now_rfc3339
 from dgxnode.agent.kubelet import DeviceManager
 from dgxnode.agent.objects import rejected_status, running_status, terminated_status
 from dgxnode.agent.recovery import (
+    DevicesGoneError,
     Rebuild,
     UnreconciledError,
     reconcile_pod,
@@ -55,7 +59,7 @@ from dgxnode.agent.recovery import (
 )
 from dgxnode.agent.workload import PREDICTED, RunPlan, StepPredictor, run_plan, shutdown_seconds
 from dgxnode.clock import Clock, RealtimeClock
-from dgxnode.errors import SimnodeError
+from dgxnode.errors import AllocationError, SimnodeError
 from dgxnode.node import SimNode
 from gpumodel.vocabulary import (
     DEVICES_ANNOTATION,
@@ -79,8 +83,14 @@ AGENT_ERROR = "NodeAgentError"
 REBUILT = "DeviceRecordsRebuilt"
 """Event reason on a Node whose checkpoint or state was rebuilt from the API server."""
 NOT_RECONCILED = "DeviceRecordsNotReconciled"
-API_ATTEMPTS = 4
+DEVICES_LOST = "DevicesLost"
+"""A running pod whose devices no longer exist on its node (lost with its files)."""
+API_PATIENCE_S = 120.0
+"""How long an API call that fails for a moment (no answer, throttled, a server error)
+is retried: an API server or etcd restarts in seconds, and no pod fails for it."""
 API_RETRY_S = 0.25
+API_RETRY_MAX_S = 2.0
+RELEASE_POLL_S = 0.05
 
 
 def device_requests(pod: JSON) -> dict[str, dict[str, int]]:
@@ -164,6 +174,9 @@ class NodePods:
     """What of the node's files could not be used at start (see :meth:`reconcile`)."""
     claims: ClaimManager | None = None
     """The kubelet's DRA side, on a node that offers its GPUs through DRA."""
+    ending: set[str] = field(default_factory=set)
+    """Pods ending on this node whose devices are not yet free: their end is recorded on
+    the API server first, so no device is ever seen held by two running pods."""
 
 
 class PodTelemetry(Protocol):
@@ -189,6 +202,8 @@ class PodController:
     """pod uid -> node name, for pods that hold (or may hold) devices."""
     untouched: set[str] = field(default_factory=set)
     """Running pods whose recorded devices the node could not reconcile: left alone."""
+    left_alone: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    """Untouched pods' run times (:meth:`_outlive`), by uid."""
     admitted: int = 0
     completed: int = 0
     failed: int = 0
@@ -220,16 +235,22 @@ class PodController:
                 await self._remove(pod)
             return
         if phase in ("Succeeded", "Failed"):
-            await self._release(uid)
+            if uid not in self.nodes[node].ending:  # else its end frees them itself
+                await self._release(uid, pod)
             self.finished.add(uid)
             return
-        if uid not in self.running and uid not in self.finished and uid not in self.untouched:
-            self.where[uid] = node
-            self.running[uid] = asyncio.create_task(self._run(pod), name=f"pod {uid}")
+        if uid in self.finished or uid in self.running or uid in self.left_alone:
+            return
+        if uid in self.untouched:
+            self.left_alone[uid] = asyncio.create_task(self._outlive(pod), name=f"pod {uid}")
+            return
+        self.where[uid] = node
+        self.running[uid] = asyncio.create_task(self._run(pod), name=f"pod {uid}")
 
     async def stop(self) -> None:
-        tasks = list(self.running.values())
+        tasks = [*self.running.values(), *self.left_alone.values()]
         self.running.clear()
+        self.left_alone.clear()
         for task in tasks:
             await _cancel(task)
 
@@ -248,6 +269,26 @@ class PodController:
             raise
         except PodRejectedError as err:
             await self._fail(pod, err.reason, str(err))
+        except Exception as err:
+            log.exception("pod %s: the node agent failed", pod["metadata"]["name"])
+            await self._fail(pod, AGENT_ERROR, f"the node agent failed: {err}")
+
+    async def _outlive(self, pod: JSON) -> None:
+        """A pod whose records the node could not reconcile runs on untouched until its
+        recorded run time is over, then completes, as any pod would: none hangs."""
+        try:
+            plan = run_plan(pod["metadata"].get("annotations") or {},
+                            recorded_devices(pod) or {}, self.predictor)
+            if plan.duration_s is None or pod["spec"].get("restartPolicy") == "Always":
+                return
+            started = self._recorded_start(pod)
+            finish = started + plan.duration_s
+            await self.clock.sleep_until(finish)
+            await self._complete(pod, plan, started, finish)
+        except asyncio.CancelledError:
+            raise
+        except (AnnotationError, UnreconciledError) as err:
+            await self._fail(pod, INVALID_WORKLOAD, str(err))
         except Exception as err:
             log.exception("pod %s: the node agent failed", pod["metadata"]["name"])
             await self._fail(pod, AGENT_ERROR, f"the node agent failed: {err}")
@@ -293,15 +334,18 @@ class PodController:
         meta = pod["metadata"]
         uid = meta["uid"]
         started_at = (pod.get("status") or {}).get("startTime") or now_rfc3339()
-        # Devices first: once the pod is Succeeded the scheduler may bind the next pod
-        # to them, and its admission must find them free.
+        # The end is recorded before the devices are freed: while the API server says
+        # the pod runs, no other pod gets its devices. A pod admitted meanwhile that
+        # finds too few free waits for the ending ones (:meth:`_allocate`).
         self.finished.add(uid)
-        await self._release(uid)
-        await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
-            "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
-        await self._api(lambda: self.kube.patch_pod_status(
-            meta["namespace"], meta["name"], terminated_status(pod, started_at, 0, "Completed")))
+        async with self._ending(pod):
+            await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
+                "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
+            await self._api(lambda: self.kube.patch_pod_status(
+                meta["namespace"], meta["name"],
+                terminated_status(pod, started_at, 0, "Completed")))
         self.running.pop(uid, None)
+        self.left_alone.pop(uid, None)
         self.completed += 1
         ran = finish - started
         await self.kube.event(pod, "Completed",
@@ -310,16 +354,52 @@ class PodController:
                               f"{self.clock.scale:g})", host=pod["spec"]["nodeName"])
 
     async def _api(self, call: Callable[[], Awaitable[T]]) -> T:
-        """An API call, retried with back-off while it fails for a moment."""
-        for attempt in range(API_ATTEMPTS):
+        """An API call, retried with back-off while it fails for a moment (for up to
+        :data:`API_PATIENCE_S`: the API server or etcd may be restarting)."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + API_PATIENCE_S, API_RETRY_S
+        while True:
             try:
                 return await call()
             except Exception as err:
-                if attempt + 1 == API_ATTEMPTS or not _transient(err):
+                if not _transient(err) or loop.time() + delay > deadline:
                     raise
                 log.warning("API call failed (%s); retrying", err)
-                await asyncio.sleep(API_RETRY_S * 2**attempt)
-        raise AssertionError("unreachable")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, API_RETRY_MAX_S)
+
+    @contextlib.asynccontextmanager
+    async def _ending(self, pod: JSON) -> AsyncIterator[None]:
+        """The block records the pod's end; its devices are freed after it, whatever
+        happens, and admissions on its node short of devices wait for that."""
+        uid = pod["metadata"]["uid"]
+        node = self.nodes.get(pod["spec"].get("nodeName", ""))
+        if node is not None:
+            node.ending.add(uid)
+        try:
+            yield
+        finally:
+            try:
+                await self._release(uid, pod)
+            finally:
+                if node is not None:
+                    node.ending.discard(uid)
+
+    async def _allocate(self, node: NodePods, uid: str, container: str, resource: str,
+                        count: int) -> ContainerAllocation:
+        """The device manager's allocation; short of devices while pods on the node are
+        ending, it waits for their devices (for as long as an API call may take)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + API_PATIENCE_S
+        while True:
+            try:
+                return await node.devices.allocate(uid, container, resource, count)
+            except DeviceAllocationError:
+                waited_for = node.ending - {uid}  # those ending now, not later ones
+                if not waited_for or loop.time() > deadline:
+                    raise
+            while waited_for & node.ending and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(RELEASE_POLL_S)
 
     async def _admit(self, pod: JSON, node: NodePods, requests: dict[str, dict[str, int]]
                      ) -> dict[str, tuple[str, ...]]:
@@ -334,7 +414,7 @@ class PodController:
             for container, wanted in requests.items():
                 owner = f"{meta['namespace']}/{meta['name']}/{container}"
                 for resource, count in wanted.items():
-                    alloc = await node.devices.allocate(uid, container, resource, count)
+                    alloc = await self._allocate(node, uid, container, resource, count)
                     for device_id in alloc.device_ids:
                         # The node's state file is locked and fsynced: off the loop.
                         await asyncio.to_thread(node.sim.allocate, device_id, owner)
@@ -398,21 +478,24 @@ class PodController:
                     message)
         self.finished.add(uid)
         self.running.pop(uid, None)
+        self.left_alone.pop(uid, None)
         self.failed += 1
-        await self._release(uid)
-        await self.kube.event(pod, reason, message, "Warning", host=pod["spec"]["nodeName"])
-        try:
-            await self._api(lambda: self.kube.patch_pod_status(
-                meta["namespace"], meta["name"], rejected_status(reason, message)))
-        except Exception as err:
-            log.error("pod %s/%s: its Failed status was refused too: %s", meta["namespace"],
-                      meta["name"], err)
+        async with self._ending(pod):
+            await self.kube.event(pod, reason, message, "Warning",
+                                  host=pod["spec"]["nodeName"])
+            try:
+                await self._api(lambda: self.kube.patch_pod_status(
+                    meta["namespace"], meta["name"], rejected_status(reason, message)))
+            except Exception as err:
+                log.error("pod %s/%s: its Failed status was refused too: %s",
+                          meta["namespace"], meta["name"], err)
 
     async def _terminate(self, pod: JSON) -> None:
         """A graceful delete: stop the simulated process, free devices, remove the pod."""
         meta = pod["metadata"]
         uid = meta["uid"]
         await _cancel(self.running.pop(uid, None))
+        await _cancel(self.left_alone.pop(uid, None))
         grace = float(meta.get("deletionGracePeriodSeconds") or 0)
         try:
             wait_s = shutdown_seconds(meta.get("annotations") or {}, grace)
@@ -420,15 +503,18 @@ class PodController:
             wait_s = 0.0
         await self.clock.sleep_until(self.clock.now() + wait_s)
         self.finished.add(uid)
-        await self._release(uid)
+        await self._release(uid, pod)
         await self._remove(pod)
 
     async def _remove(self, pod: JSON) -> None:
         meta = pod["metadata"]
         await self.kube.delete_pod_now(meta["namespace"], meta["name"], meta["uid"])
 
-    async def _release(self, uid: str) -> None:
-        """Free whatever the pod holds on its node; a failure is logged, never raised."""
+    async def _release(self, uid: str, pod: JSON | None = None) -> None:
+        """Free whatever the pod holds on its node; a failure is logged, never raised.
+
+        With ``pod`` known, a device the node state gives to someone else is left to
+        its holder (records that disagree never free another pod's device)."""
         if self.telemetry is not None:
             self.telemetry.ended(uid)
         name = self.where.pop(uid, None)
@@ -437,26 +523,31 @@ class PodController:
         nodes = [self.nodes[name]] if name in self.nodes else [
             n for n in self.nodes.values() if n.devices.checkpoint.pod(uid)
             or (n.claims is not None and uid in n.claims.pods())]
+        meta = (pod or {}).get("metadata") or {}
+        owner = f"{meta['namespace']}/{meta['name']}/" if "name" in meta else ""
         for node in nodes:
             try:
-                await self._release_on(node, uid)
+                await self._release_on(node, uid, owner)
             except Exception:
                 log.exception("node %s: releasing the devices of pod %s failed", node.sim.name,
                               uid)
 
     @staticmethod
-    async def _release_on(node: NodePods, uid: str) -> None:
+    async def _release_on(node: NodePods, uid: str, owner: str = "") -> None:
         for containers in node.devices.checkpoint.pod(uid).values():
             for alloc in containers.values():
                 for device_id in alloc.device_ids:
-                    if device_id in node.sim.state.allocations:
-                        await asyncio.to_thread(node.sim.release, device_id)
+                    holder = node.sim.state.allocations.get(device_id)
+                    if holder is not None and holder.startswith(owner):
+                        with contextlib.suppress(AllocationError):  # freed meanwhile
+                            await asyncio.to_thread(node.sim.release, device_id)
         await node.devices.release(uid)
         if node.claims is not None:
             await node.claims.unprepare(uid)
 
     async def _forget(self, uid: str) -> None:
         await _cancel(self.running.pop(uid, None))
+        await _cancel(self.left_alone.pop(uid, None))
         await self._release(uid)
         self.finished.discard(uid)
 
@@ -483,6 +574,9 @@ class PodController:
                     await asyncio.to_thread(node.sim.release, device_id)
             self.untouched |= report.untouched
             await self._report(name, report)
+            for pod in on_node:
+                if (why := report.lost.get(pod["metadata"]["uid"])) is not None:
+                    await self._fail(pod, DEVICES_LOST, why)
 
     async def _reconcile_pod(self, node: NodePods, pod: JSON, report: Rebuild) -> None:
         if node.claims is not None and pod["spec"].get("resourceClaims"):
@@ -493,9 +587,16 @@ class PodController:
                 return
             await reconcile_pod(node, pod, split_by_container(device_requests(pod), recorded),
                                 report)
+        except DevicesGoneError as err:
+            files = "; ".join(node.damage) or "the node's files changed"
+            report.unreconciled.append(f"{err}: the pod ends Failed")
+            report.lost[pod["metadata"]["uid"]] = (
+                f"the devices this pod held are gone from its node: {err} ({files})")
         except (UnreconciledError, PodRejectedError, CheckpointError) as err:
             meta = pod["metadata"]
-            report.unreconciled.append(f"{meta['namespace']}/{meta['name']}: {err}")
+            who = f"{meta['namespace']}/{meta['name']}"
+            report.unreconciled.append(str(err) if str(err).startswith(who)
+                                       else f"{who}: {err}")
             report.untouched.add(meta["uid"])
 
     async def _report(self, node: str, report: Rebuild) -> None:

@@ -80,7 +80,8 @@ class FakeDevices:
             return existing
         held = self.checkpoint.held(resource)
         free = [d.id for d in self.sim.inventory().devices
-                if d.kind == "gpu" and d.owner is None and d.id not in held]
+                if d.resource == resource and d.usable and d.owner is None
+                and d.id not in held]
         if len(free) < count:
             raise DeviceAllocationError(f"{resource}: {count} requested, {len(free)} free")
         chosen = tuple(free[:count])

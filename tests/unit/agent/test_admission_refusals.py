@@ -98,7 +98,7 @@ async def test_a_pod_the_node_cannot_run_fails_with_the_reason_and_disturbs_nobo
     for word in words:
         assert word in status["message"], f"{word!r} not in {status['message']!r}"
     assert any(n == "bad" and r == reason for n, r, _ in kube.events)
-    assert devices.checkpoint.pod("uid-bad") == {}
+    await eventually(lambda: devices.checkpoint.pod("uid-bad") == {})
     assert sim.state.allocations == held, "the running pod keeps its device, nothing else held"
 
     await controller.on_pod_event("DELETED", bad)  # deleting it reaches nobody else

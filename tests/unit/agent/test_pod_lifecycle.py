@@ -41,7 +41,7 @@ async def test_a_pod_runs_exactly_its_simulated_duration(setup: Any) -> None:
     await eventually(lambda: kube.phase("a") == "Succeeded")
     assert kube.annotations("a")[SIM_FINISHED_ANNOTATION] == "190.000"
     await eventually(lambda: any(r == "Completed" for _, r, _ in kube.events))
-    assert nothing_held(sim, devices)
+    await eventually(lambda: nothing_held(sim, devices))
     assert any(r == "Completed" and "after 90.000 s" in m for _, r, m in kube.events)
 
 
@@ -72,7 +72,7 @@ async def test_an_admission_failure_fails_the_pod_with_the_kubelets_reason(
     assert status["reason"] == "UnexpectedAdmissionError"
     assert str(error) in status["message"]
     assert any(r == "UnexpectedAdmissionError" for _, r, _ in kube.events)
-    assert nothing_held(sim, devices)
+    await eventually(lambda: nothing_held(sim, devices))
 
 
 async def test_a_malformed_annotation_fails_the_pod_and_frees_what_it_was_given(
@@ -84,7 +84,7 @@ async def test_a_malformed_annotation_fails_the_pod_and_frees_what_it_was_given(
     status = next(s for n, s in kube.statuses if n == "typo")
     assert status["reason"] == "InvalidWorkload"
     assert "1e308" in status["message"]
-    assert nothing_held(sim, devices)
+    await eventually(lambda: nothing_held(sim, devices))
 
 
 async def test_an_api_server_refusing_the_running_status_fails_the_pod(setup: Any) -> None:
@@ -96,7 +96,7 @@ async def test_an_api_server_refusing_the_running_status_fails_the_pod(setup: An
     status = next(s for n, s in kube.statuses if n == "refused")
     assert status["reason"] == "NodeAgentError"
     assert "422" in status["message"]
-    assert nothing_held(sim, devices)
+    await eventually(lambda: nothing_held(sim, devices))
     await clock.advance(1000)
     assert kube.phase("refused") == "Failed", "a failed pod is never completed later"
 
@@ -126,7 +126,7 @@ async def test_one_pods_failure_leaves_the_others_running(setup: Any) -> None:
     assert kube.phase("next") == "Running"
     await clock.advance(90)
     await eventually(lambda: kube.phase("good") == kube.phase("next") == "Succeeded")
-    assert nothing_held(sim, devices)
+    await eventually(lambda: nothing_held(sim, devices))
 
 
 async def test_a_plugin_error_on_allocate_becomes_a_device_allocation_error(
@@ -156,4 +156,4 @@ async def test_a_checkpoint_that_cannot_be_written_fails_the_pod_and_gives_nothi
     status = next(s for n, s in kube.statuses if n == "unwritable")
     assert status["reason"] == "UnexpectedAdmissionError"
     assert "cannot be written" in status["message"]
-    assert nothing_held(sim, devices)
+    await eventually(lambda: nothing_held(sim, devices))

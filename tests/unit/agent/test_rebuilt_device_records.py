@@ -107,7 +107,7 @@ async def test_running_pods_keep_their_devices_after_the_files_are_lost(
     assert given.isdisjoint(held), "no device is given twice"
     await clock.advance(90)
     await eventually(lambda: {kube.phase(n) for n in "abc"} == {"Succeeded"})
-    assert not sim.state.allocations and not devices.checkpoint.pods()
+    await eventually(lambda: not sim.state.allocations and not devices.checkpoint.pods())
 
 
 async def test_a_stale_checkpoint_gets_the_pod_it_missed(tmp_path: Path) -> None:
