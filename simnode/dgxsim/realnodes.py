@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from dgxsim.statedir import node_dir
-from gpumodel.vocabulary import DGX_NODE_LABEL, GPU_RESOURCE, MIG_CONFIG, NVIDIA_PREFIX
+from gpumodel.vocabulary import (
+    DGX_NODE_LABEL,
+    GPU_RESOURCE,
+    HOSTNAME_LABEL,
+    MIG_CONFIG,
+    NVIDIA_PREFIX,
+)
 from localkube import ControlPlane, ControlPlaneState
 from localkube.containerd import Containerd
 from localkube.images import ImageArchive, pause_image, python_image
@@ -206,13 +212,14 @@ def _node_ready(plane: ControlPlane, name: str, devices: bool) -> Callable[[], b
 # ------------------------------------------------------------------ chart
 
 
-def chart_values(state_dir: Path, apiserver_port: int) -> dict[str, Any]:
+def chart_values(state_dir: Path, apiserver_port: int, names: list[str]) -> dict[str, Any]:
     """Values with which the Helm chart's node DaemonSet runs on the real nodes of
     ``up --real-node-agent chart``: each node's own folders (they share one file system)
     chosen by ``$(NODE_NAME)``, the node's network (pods there have no route to the
     API server's Service address) with the API server on the host's loopback, and the
-    workload image every real node's containerd holds. The chart's operator stays off
-    (``up`` runs one)."""
+    workload image every real node's containerd holds. The node pods go to the real
+    nodes ``names`` only (kubelet-less nodes beside them are their agent's), and so does
+    ``helm test``'s Job (to the first). The chart's operator stays off (``up`` runs one)."""
     runtime = Runtime(state_dir)
     var = "$(NODE_NAME)"
     record = runtime.plan_node(var, 0, 1)  # the layout only; nothing is made
@@ -233,6 +240,10 @@ def chart_values(state_dir: Path, apiserver_port: int) -> dict[str, Any]:
         "hostNetwork": True,
         "apiServer": {"host": "127.0.0.1", "port": str(apiserver_port)},
         "dcgmMetricsPort": 0,
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{
+                "key": HOSTNAME_LABEL, "operator": "In", "values": list(names)}]}]}}},
+        "gpuTest": {"nodeSelector": {HOSTNAME_LABEL: names[0]}} if names else {},
         "operator": {"enabled": False},
     }
 

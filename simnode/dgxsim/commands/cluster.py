@@ -233,6 +233,8 @@ def _ensure_binaries() -> None:
 def _check_real_nodes(args: argparse.Namespace) -> None:
     """Refuse ``--real-nodes`` without root before anything starts; get their tools."""
     if not args.real_nodes:
+        if args.real_node_agent != "process":
+            raise CommandError(f"--real-node-agent {args.real_node_agent} needs --real-nodes K")
         return
     from localkube.realnode import RealNodeError, require_root
     from localkube.toolchain import REAL_NODE_TOOLS, ToolchainError, ensure_tools
@@ -357,6 +359,7 @@ def cmd_real_node_values(args: argparse.Namespace) -> int:
 
     from dgxsim.realnodes import chart_values
     from localkube import ControlPlane, ControlPlaneError
+    from localkube.realnode import Runtime
 
     plane = ControlPlane(state_dir_of(args))
     try:
@@ -365,8 +368,12 @@ def cmd_real_node_values(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     if state is None:
         raise CommandError(f"no control plane running in {plane.state_dir}")
-    print(yaml.safe_dump(chart_values(plane.state_dir, state.ports.apiserver),
-                         sort_keys=False), end="")
+    real = Runtime(plane.state_dir).load()
+    if real is None or not real.nodes:
+        raise CommandError(f"no real nodes in {plane.state_dir}: start them with "
+                           "`dgxsim up --real-nodes K --real-node-agent chart`")
+    print(yaml.safe_dump(chart_values(plane.state_dir, state.ports.apiserver,
+                                      [n.name for n in real.nodes]), sort_keys=False), end="")
     return 0
 
 
