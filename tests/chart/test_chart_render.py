@@ -60,7 +60,7 @@ VALUE_SETS: dict[str, JSON] = {
                    "half": [{"devices": [0, 1, 2, 3], "mig-enabled": True,
                              "mig-devices": {"3g.20gb": 2}}]}}},
     # What `dgxsim real-node-values` prints for `up --real-node-agent chart`.
-    "real-nodes": chart_values(REAL_NODE_STATE, 40123),
+    "real-nodes": chart_values(REAL_NODE_STATE, 40123, ["dgx-real-0", "dgx-real-1"]),
 }
 
 
@@ -259,6 +259,10 @@ def test_node_daemonset_on_real_nodes_sharing_one_file_system() -> None:
     assert node["image"] == "dgxsim:dev" and node["imagePullPolicy"] == "Never"
     assert "--metrics-port" not in node["args"], "no port opened on the node's network"
     assert not find_all(render(VALUE_SETS["real-nodes"]), "Deployment")
+    (term,) = spec["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "kubernetes.io/hostname", "operator": "In",
+                                         "values": ["dgx-real-0", "dgx-real-1"]}]
 
 
 def find_all(docs: list[JSON], kind: str) -> list[JSON]:

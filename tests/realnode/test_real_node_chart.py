@@ -1,7 +1,9 @@
 """The Helm chart's node DaemonSet on a real node: ``up --real-node-agent chart``.
 
-``dgxsim up --real-nodes 1 --real-node-agent chart`` starts a real kubelet and
-containerd without ``dgxsim node run`` beside them; the chart, installed with
+``dgxsim up --real-nodes 2 --real-node-agent chart`` starts two real kubelets,
+each with its containerd, without ``dgxsim node run`` beside them (the two share
+one file system, so each node's folders differ) beside a kubelet-less node
+(its agent's: the chart must stay off it); the chart, installed with
 the values ``dgxsim real-node-values`` prints, runs the node in a real pod of
 the workload image there: the pod's device plugin registers with the kubelet,
 its CDI specification goes to the node's containerd, and ``helm test`` runs its
@@ -26,6 +28,7 @@ from localkube.realnode import Runtime
 from localkube.toolchain import bin_dir, ensure_tools
 
 REAL = "dgx-real-0"
+REALS = (REAL, "dgx-real-1")
 RELEASE = "dgxsim-real"
 NAMESPACE = "dgxsim-real"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -52,7 +55,8 @@ def helm(state: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ensure_tools(("helm",))
     state = tmp_path_factory.mktemp("realchart")
-    up = dgxsim("up", "--state-dir", str(state), "--real-nodes", "1",
+    up = dgxsim("up", "--state-dir", str(state), "--nodes", "1",
+                "--real-nodes", str(len(REALS)),
                 "--real-node-agent", "chart", timeout_s=900)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -67,8 +71,8 @@ def kubectl(state: Path, *args: str) -> Any:
     return cli_kubectl(state, *args)
 
 
-def allocatable(state: Path) -> dict[str, str]:
-    node: dict[str, Any] = kubectl(state, "get", "node", REAL, "-o", "json")
+def allocatable(state: Path, name: str = REAL) -> dict[str, str]:
+    node: dict[str, Any] = kubectl(state, "get", "node", name, "-o", "json")
     result: dict[str, str] = node["status"].get("allocatable", {})
     return result
 
@@ -80,23 +84,29 @@ def node_pods(state: Path) -> list[dict[str, Any]]:
     return pods
 
 
-def test_bare_real_node_is_ready_without_gpus(cluster: Path) -> None:
+def kubelet_log(state: Path, name: str = REAL) -> str:
+    return (state / "logs" / f"kubelet-{name}.log").read_text(errors="replace")
+
+
+def test_bare_real_nodes_are_ready_without_gpus(cluster: Path) -> None:
     status = dgxsim("status", "--state-dir", str(cluster))
-    assert f"real node:  {REAL}" in status.stdout, status.stdout
-    assert f"node-{REAL}" not in status.stdout, "no `dgxsim node run` beside the kubelet"
     assert "the Helm chart's node DaemonSet" in status.stdout
-    node: dict[str, Any] = kubectl(cluster, "get", "node", REAL, "-o", "json")
-    assert any(c["type"] == "Ready" and c["status"] == "True"
-               for c in node["status"]["conditions"])
-    assert not any(k.startswith("nvidia.com/") and v != "0"
-                   for k, v in allocatable(cluster).items())
+    for name in REALS:
+        assert f"real node:  {name}" in status.stdout, status.stdout
+        assert f"node-{name}" not in status.stdout, "no `dgxsim node run` beside the kubelet"
+        node: dict[str, Any] = kubectl(cluster, "get", "node", name, "-o", "json")
+        assert any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in node["status"]["conditions"])
+        assert not any(k.startswith("nvidia.com/") and v != "0"
+                       for k, v in allocatable(cluster, name).items())
 
 
 def test_chart_daemonset_runs_the_node_in_a_real_pod(cluster: Path) -> None:
     printed = dgxsim("real-node-values", "--state-dir", str(cluster))
     assert printed.returncode == 0, printed.stderr
     values = yaml.safe_load(printed.stdout)
-    values["gpuTest"] = {"duration": "5s", "nodeSelector": {"kubernetes.io/hostname": REAL}}
+    assert values["gpuTest"]["nodeSelector"] == {"kubernetes.io/hostname": REAL}
+    values["gpuTest"]["duration"] = "5s"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="values-",
                                      delete=False) as handle:
         yaml.safe_dump(values, handle)
@@ -106,28 +116,42 @@ def test_chart_daemonset_runs_the_node_in_a_real_pod(cluster: Path) -> None:
 
     def running() -> bool:
         pods = node_pods(cluster)
-        return len(pods) == 1 and pods[0]["spec"]["nodeName"] == REAL \
-            and pods[0]["status"].get("phase") == "Running"
+        return sorted(p["spec"]["nodeName"] for p in pods) == list(REALS) \
+            and all(p["status"].get("phase") == "Running" for p in pods)
 
-    wait_for("the node DaemonSet's pod Running on the real node", running, timeout_s=300)
-    pod = node_pods(cluster)[0]
-    assert pod["spec"]["hostNetwork"] is True
-    wait_for("nvidia.com/gpu: 8 allocatable on the real node",
-             lambda: allocatable(cluster).get("nvidia.com/gpu") == "8", timeout_s=300)
-    # A real container of the node's containerd runs the node (no process beside it).
+    wait_for("the node DaemonSet's pods Running on the real nodes", running, timeout_s=300)
+    for name in REALS:
+        wait_for(f"nvidia.com/gpu: 8 allocatable on {name}",
+                 lambda name=name: allocatable(cluster, name).get("nvidia.com/gpu") == "8",
+                 timeout_s=300)
     real = Runtime(cluster).load()
     assert real is not None and real.agent == "chart"
-    containers = subprocess.run(
-        [str(bin_dir() / "ctr"), "--address", str(Runtime(cluster).containerd(
-            real.nodes[0]).socket), "--namespace", "k8s.io", "containers", "list", "-q"],
-        capture_output=True, text=True, check=True).stdout.split()
-    node_container = pod["status"]["containerStatuses"][0]["containerID"]
-    assert node_container.removeprefix("containerd://") in containers
+    runtime = Runtime(cluster)
+    for record, pod in zip(real.nodes, sorted(node_pods(cluster),
+                                              key=lambda p: p["spec"]["nodeName"]), strict=True):
+        assert pod["spec"]["nodeName"] == record.name and pod["spec"]["hostNetwork"] is True
+        # A real container of that node's own containerd runs the node ...
+        containerd = runtime.containerd(record)
+        containers = subprocess.run(
+            [str(bin_dir() / "ctr"), "--address", str(containerd.socket), "--namespace",
+             "k8s.io", "containers", "list", "-q"],
+            capture_output=True, text=True, check=True).stdout.split()
+        node_container = pod["status"]["containerStatuses"][0]["containerID"]
+        assert node_container.removeprefix("containerd://") in containers
+        # ... its plugin registered with that node's kubelet once, its CDI specification
+        # is in that node's containerd's CDI folder, its state in the node's own folder.
+        assert kubelet_log(cluster, record.name).count(
+            'resourceName="nvidia.com/gpu"') >= 1
+        assert [p for p in containerd.cdi_dir.iterdir() if record.name in p.name], \
+            list(containerd.cdi_dir.iterdir())
+        assert (cluster / "nodes" / record.name).is_dir()
 
 
 def test_helm_test_passes_on_the_real_node(cluster: Path) -> None:
     result = helm(cluster, "test", RELEASE, "--namespace", NAMESPACE, "--timeout", "300s")
     assert "Phase:          Succeeded" in result.stdout, result.stdout
+    # The test Job's pod ran under the real kubelet, as a container of the workload image.
+    assert f"{RELEASE}-test-gpu-job" in kubelet_log(cluster), "not run by the real kubelet"
 
 
 def test_uninstall_and_down_leave_nothing(cluster: Path) -> None:
