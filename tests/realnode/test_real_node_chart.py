@@ -145,6 +145,10 @@ def test_chart_daemonset_runs_the_node_in_a_real_pod(cluster: Path) -> None:
         assert [p for p in containerd.cdi_dir.iterdir() if record.name in p.name], \
             list(containerd.cdi_dir.iterdir())
         assert (cluster / "nodes" / record.name).is_dir()
+        # ... and it reached the API server (through the node's network): its labels.
+        node: dict[str, Any] = kubectl(cluster, "get", "node", record.name, "-o", "json")
+        assert node["metadata"]["labels"].get("nvidia.com/mig.strategy") == "mixed", \
+            node["metadata"]["labels"]
 
 
 def test_helm_test_passes_on_the_real_node(cluster: Path) -> None:
