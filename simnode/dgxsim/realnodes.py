@@ -10,6 +10,10 @@ device-plugin directory, the node's CDI specification goes to that node's
 containerd's CDI directory, and the node asks that kubelet's PodResources API
 which devices pods hold.
 
+With ``--real-node-agent chart`` no such process starts: the Helm chart's node
+DaemonSet runs the node in a pod there, with the values :func:`chart_values`
+gives (``dgxsim real-node-values`` prints them).
+
 Every process is recorded with the control plane, so the supervisor restarts
 it and ``status`` lists it. ``down`` must stop the kubelets before containers
 are removed (a kubelet would start them again) and each containerd after, then
