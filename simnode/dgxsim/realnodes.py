@@ -10,6 +10,10 @@ device-plugin directory, the node's CDI specification goes to that node's
 containerd's CDI directory, and the node asks that kubelet's PodResources API
 which devices pods hold.
 
+With ``--real-node-agent chart`` no such process starts: the Helm chart's node
+DaemonSet runs the node in a pod there, with the values :func:`chart_values`
+gives (``dgxsim real-node-values`` prints them).
+
 Every process is recorded with the control plane, so the supervisor restarts
 it and ``status`` lists it. ``down`` must stop the kubelets before containers
 are removed (a kubelet would start them again) and each containerd after, then
@@ -28,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from dgxsim.statedir import node_dir
-from gpumodel.vocabulary import DGX_NODE_LABEL, GPU_RESOURCE, MIG_CONFIG, NVIDIA_PREFIX
+from gpumodel.vocabulary import (
+    DGX_NODE_LABEL,
+    GPU_RESOURCE,
+    HOSTNAME_LABEL,
+    MIG_CONFIG,
+    NVIDIA_PREFIX,
+)
 from localkube import ControlPlane, ControlPlaneState
 from localkube.containerd import Containerd
 from localkube.images import ImageArchive, pause_image, python_image
@@ -144,10 +154,11 @@ def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, coun
 
     pause = pause_image(say)
     workload = workload_image(say)
+    agent = getattr(options, "real_node_agent", "process")
     records: list[RealNodeRecord] = []
     real = RealNodesState(runtime_dir=runtime.dir, tag=runtime.tag,
                           sandbox_image=pause.reference, workload_image=workload.reference,
-                          nodes=records)
+                          agent=agent, nodes=records)
     for name, slot in zip(real_node_names(count), free_slots(count), strict=True):
         t0 = time.monotonic()
         record = runtime.plan_node(name, slot, free_port())
@@ -168,10 +179,14 @@ def _start(plane: ControlPlane, state: ControlPlaneState, runtime: Runtime, coun
         plane.start_extra(kubelet_process(name), [
             *runtime.kubelet_argv(record), f"--node-labels={','.join(labels)}"],
             _node_ready(plane, name, devices=False), READY_TIMEOUT_S)
-        plane.start_extra(node_process(name), node_run_argv(plane, record, containerd, options),
-                          _node_ready(plane, name, devices=True), READY_TIMEOUT_S)
+        if agent == "process":
+            plane.start_extra(node_process(name),
+                              node_run_argv(plane, record, containerd, options),
+                              _node_ready(plane, name, devices=True), READY_TIMEOUT_S)
         say(f"real node {name} Ready at {record.node_ip} in {time.monotonic() - t0:.1f}s "
-            f"(its containerd holds {workload.reference}, also as {WORKLOAD_ALIAS})")
+            f"(its containerd holds {workload.reference}, also as {WORKLOAD_ALIAS})"
+            + ("" if agent == "process" else
+               "; no GPUs until the chart's node DaemonSet runs there"))
     return real.model_copy(update={"nodes": records})
 
 
@@ -196,6 +211,45 @@ def _node_ready(plane: ControlPlane, name: str, devices: bool) -> Callable[[], b
         return ready and (advertised or not devices)
 
     return check
+
+
+# ------------------------------------------------------------------ chart
+
+
+def chart_values(state_dir: Path, apiserver_port: int, names: list[str]) -> dict[str, Any]:
+    """Values with which the Helm chart's node DaemonSet runs on the real nodes of
+    ``up --real-node-agent chart``: each node's own folders (they share one file system)
+    chosen by ``$(NODE_NAME)``, the node's network (pods there have no route to the
+    API server's Service address) with the API server on the host's loopback, and the
+    workload image every real node's containerd holds. The node pods go to the real
+    nodes ``names`` only (kubelet-less nodes beside them are their agent's), and so does
+    ``helm test``'s Job (to the first). The chart's operator stays off (``up`` runs one)."""
+    runtime = Runtime(state_dir)
+    var = "$(NODE_NAME)"
+    record = runtime.plan_node(var, 0, 1)  # the layout only; nothing is made
+    base = runtime.node_dir(var).parent
+
+    def per_node(path: Path) -> dict[str, str]:
+        return {"path": str(base), "subPathExpr": str(path.relative_to(base))}
+
+    repository, tag = WORKLOAD_ALIAS.rsplit("/", 1)[1].split(":")
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "hostPaths": {
+            "devicePlugins": per_node(record.device_plugin_dir),
+            "podResources": per_node(record.pod_resources_dir),
+            "cdi": per_node(runtime.containerd(record).cdi_dir),
+            "state": {"path": str(node_dir(runtime.state_dir, var).parent), "subPathExpr": var},
+        },
+        "hostNetwork": True,
+        "apiServer": {"host": "127.0.0.1", "port": str(apiserver_port)},
+        "dcgmMetricsPort": 0,
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{
+                "key": HOSTNAME_LABEL, "operator": "In", "values": list(names)}]}]}}},
+        "gpuTest": {"nodeSelector": {HOSTNAME_LABEL: names[0]}} if names else {},
+        "operator": {"enabled": False},
+    }
 
 
 # ------------------------------------------------------------------ stop
@@ -231,6 +285,9 @@ def describe(plane: ControlPlane) -> list[str]:
         return []
     lines = [f"real node:  {n.name} at {n.node_ip} (network namespace {n.netns}, "
              f"kubelet root {n.root_dir})" for n in real.nodes]
+    if real.agent == "chart" and real.nodes:
+        lines.append("real nodes' dgxsim node: the Helm chart's node DaemonSet "
+                     "(`dgxsim real-node-values` prints its values)")
     if real.workload_image:
         lines.append(f"workload image: {real.workload_image} (containerd namespace k8s.io; "
                      f"{GPU_RESOURCE} pods use it)")

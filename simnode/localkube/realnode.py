@@ -112,6 +112,10 @@ class RealNodeRecord(BaseModel):
         return self.root_dir / "device-plugins"
 
     @property
+    def pod_resources_dir(self) -> Path:
+        return self.root_dir / "pod-resources"
+
+    @property
     def short_dir(self) -> Path:
         """The node's folder of sockets and links on a short path: a Unix socket's path may
         not exceed 107 bytes, and state directories can be deep."""
@@ -137,6 +141,9 @@ class RealNodesState(BaseModel):
     tag: str
     sandbox_image: str
     workload_image: str | None = None
+    agent: str = "process"
+    """``process``: ``dgxsim node run`` beside each kubelet; ``chart``: none (the Helm
+    chart's node DaemonSet runs it in a pod)."""
     nodes: list[RealNodeRecord]
 
 
@@ -188,7 +195,7 @@ class Runtime:
         containerd.prepare(sandbox_image, record.stream_port)
         for link, target in ((record.device_plugin_link, record.device_plugin_dir),
                              (record.pod_resources_socket.parent,
-                              record.root_dir / "pod-resources")):
+                              record.pod_resources_dir)):
             link.unlink(missing_ok=True)
             link.symlink_to(target)
         self._write_kubelet_files(record, pki, api_port)

@@ -36,12 +36,14 @@ from component_needs import (
     OPERATOR_NAMESPACED,
 )
 
+from dgxsim.realnodes import chart_values
 from gpumodel.migparted import default_mig_configs, parse_mig_parted_config
 from localkube.toolchain import ensure_tools
 
 KUBERNETES_SCHEMA_VERSION = "1.36"
 IMAGE_UID = 10001
 DEVICE_PLUGINS = "/var/lib/kubelet/device-plugins"
+REAL_NODE_STATE = Path("/srv/dgxsim-state")
 
 # Value sets every structural test runs with.
 VALUE_SETS: dict[str, JSON] = {
@@ -57,6 +59,8 @@ VALUE_SETS: dict[str, JSON] = {
                "migConfigs": {"version": "v1", "mig-configs": {
                    "half": [{"devices": [0, 1, 2, 3], "mig-enabled": True,
                              "mig-devices": {"3g.20gb": 2}}]}}},
+    # What `dgxsim real-node-values` prints for `up --real-node-agent chart`.
+    "real-nodes": chart_values(REAL_NODE_STATE, 40123, ["dgx-real-0", "dgx-real-1"]),
 }
 
 
@@ -181,7 +185,9 @@ def test_node_daemonset_runs_dgxsim_node_run_with_the_values(
     args = node["args"]
     assert args[:2] == ["node", "run"]
     assert arg_after(args, "--node-name") == "$(NODE_NAME)"
-    assert arg_after(args, "--state-dir") == "/var/lib/dgxsim"
+    state = values.get("hostPaths", {}).get("state", {"path": "/var/lib/dgxsim"})
+    assert arg_after(args, "--state-dir") == "/".join(
+        p for p in (state["path"], state.get("subPathExpr")) if p)
     assert arg_after(args, "--kind") == values.get("nodeKind", "dgx-a100-320gb")
     assert arg_after(args, "--mig-strategy") == values.get("migStrategy", "mixed")
     assert arg_after(args, "--device-plugin-dir") == DEVICE_PLUGINS
@@ -221,6 +227,46 @@ def test_node_daemonset_mounts_the_kubelet_device_plugin_dir_at_the_same_path() 
     assert mounts[pod_resources]["readOnly"] is True, "the node only asks the kubelet"
     assert arg_after(container(ds)["args"], "--pod-resources-socket") == \
         f"{pod_resources}/kubelet.sock"
+
+
+def test_node_daemonset_defaults_use_the_pod_network_and_the_service() -> None:
+    ds = daemonset(render())
+    assert "hostNetwork" not in pod_spec(ds)
+    env = {e["name"] for e in container(ds)["env"]}
+    assert not env & {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
+    assert not [m for m in container(ds)["volumeMounts"] if "subPathExpr" in m]
+
+
+def test_node_daemonset_on_real_nodes_sharing_one_file_system() -> None:
+    """Each node's own folders by $(NODE_NAME); the state folder at its host path."""
+    ds = daemonset(render(VALUE_SETS["real-nodes"]))
+    spec, node = pod_spec(ds), container(ds)
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    mounts = {m["mountPath"]: m for m in node["volumeMounts"]}
+    base = "/srv/dgxsim-state/realnodes/nodes"
+    for path, sub in ((DEVICE_PLUGINS, "$(NODE_NAME)/kubelet/device-plugins"),
+                      ("/var/run/cdi", "$(NODE_NAME)/containerd/cdi"),
+                      ("/var/lib/kubelet/pod-resources", "$(NODE_NAME)/kubelet/pod-resources")):
+        assert volumes[mounts[path]["name"]] == base, path
+        assert mounts[path]["subPathExpr"] == sub
+    state = "/srv/dgxsim-state/nodes"
+    assert volumes[mounts[state]["name"]] == state and "subPathExpr" not in mounts[state]
+    assert arg_after(node["args"], "--state-dir") == f"{state}/$(NODE_NAME)"
+    assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    env = {e["name"]: e.get("value") for e in node["env"]}
+    assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"
+    assert env["KUBERNETES_SERVICE_PORT"] == "40123"
+    assert node["image"] == "dgxsim:dev" and node["imagePullPolicy"] == "Never"
+    assert "--metrics-port" not in node["args"], "no port opened on the node's network"
+    assert not find_all(render(VALUE_SETS["real-nodes"]), "Deployment")
+    (term,) = spec["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "kubernetes.io/hostname", "operator": "In",
+                                         "values": ["dgx-real-0", "dgx-real-1"]}]
+
+
+def find_all(docs: list[JSON], kind: str) -> list[JSON]:
+    return [d for d in docs if d["kind"] == kind]
 
 
 def test_node_daemonset_scheduling_defaults() -> None:
@@ -284,7 +330,7 @@ def effective(spec: JSON, c: JSON, key: str) -> Any:
 
 
 def test_every_container_is_locked_down(rendered: tuple[JSON, list[JSON]]) -> None:
-    _, docs = rendered
+    values, docs = rendered
     seen = 0
     for name, spec, c in all_containers(docs):
         seen += 1
@@ -295,7 +341,10 @@ def test_every_container_is_locked_down(rendered: tuple[JSON, list[JSON]]) -> No
         assert not sc.get("capabilities", {}).get("add"), name
         assert not sc.get("privileged"), name
         assert effective(spec, c, "seccompProfile") == {"type": "RuntimeDefault"}, name
-        assert not spec.get("hostNetwork") and not spec.get("hostPID"), name
+        # hostNetwork only where the values ask for it (an EXCEPTION in values.yaml)
+        assert spec.get("hostNetwork", False) is bool(
+            name == "dgxsim-node" and values.get("hostNetwork")), name
+        assert not spec.get("hostPID"), name
         assert not spec.get("hostIPC"), name
     assert seen >= 2
 
@@ -340,6 +389,8 @@ def test_every_security_exception_is_justified_in_values() -> None:
     text = "\n".join(lines)
     assert re.search(r"# EXCEPTION hostPath volumes.*\n(#.*\n)*", text)
     assert "/var/lib/kubelet/device-plugins" in text and "survive" in text
+    assert re.search(r"# EXCEPTION hostNetwork \(off by default\).*\n(#.*\n)*hostNetwork: false",
+                     text)
 
 
 # ------------------------------------------------------------------ RBAC
@@ -455,6 +506,11 @@ def test_chart_crd_is_the_operators_crd() -> None:
     ({"nodeKind": "dgx-h100"}, ["/nodeKind", "dgx-a100-320gb"]),
     ({"migStrategys": "mixed"}, ["additional properties 'migStrategys' not allowed"]),
     ({"image": {"pullPolicy": "Sometimes"}}, ["/image/pullPolicy"]),
+    ({"hostPaths": {"cdi": {"path": "run/cdi", "subPathExpr": ""}}},
+     ["/hostPaths/cdi/path", "does not match"]),
+    ({"hostPaths": {"state": {"path": "/srv", "subPathExpr": "/abs"}}},
+     ["/hostPaths/state/subPathExpr", "does not match"]),
+    ({"hostNetwork": "yes"}, ["/hostNetwork", "boolean"]),
     ({"migConfigs": {"mig-configs": {"a": [{"devices": "all", "mig-enabled": True}]}}},
      ["/migConfigs", "version"]),
 ])

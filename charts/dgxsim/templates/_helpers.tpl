@@ -80,3 +80,17 @@ dgxsim-mig-configs
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+The node's state directory inside the node pod: the hostPath hostPaths.state.path is
+mounted at that same path (Allocate mounts the node's files into job containers by
+their host paths), and hostPaths.state.subPathExpr, where set, names the node's own
+folder in it ($(NODE_NAME) expands, as in a subPathExpr).
+*/}}
+{{- define "dgxsim.nodeStateDir" -}}
+{{- with .Values.hostPaths.state.subPathExpr -}}
+{{ trimSuffix "/" $.Values.hostPaths.state.path }}/{{ . }}
+{{- else -}}
+{{ $.Values.hostPaths.state.path }}
+{{- end -}}
+{{- end }}

@@ -47,6 +47,10 @@ def register(sub: Any) -> None:
     up.add_argument("--real-nodes", type=real_node_count, default=0, metavar="K",
                     help="also start K nodes under a real kubelet with containerd 2 and runc, "
                          "running pods as containers (needs root; default 0)")
+    up.add_argument("--real-node-agent", choices=REAL_NODE_AGENTS, default="process",
+                    help="what runs `dgxsim node run` on each real node: a process beside its "
+                         "kubelet (process, the default), or nothing, for the Helm chart's "
+                         "node DaemonSet to run in a pod there (chart)")
     add_node_options(up)
     up.add_argument("--no-operator", action="store_true",
                     help="do not start the MIG and job-placement operator")
@@ -55,6 +59,13 @@ def register(sub: Any) -> None:
     status = sub.add_parser("status", help="show the control plane's components and health")
     add_state_dir(status)
     status.set_defaults(func=cmd_status)
+
+    values = sub.add_parser(
+        "real-node-values",
+        help="print Helm values that run the chart's node DaemonSet on the real nodes of "
+             "`up --real-nodes K --real-node-agent chart`")
+    add_state_dir(values)
+    values.set_defaults(func=cmd_real_node_values)
 
     down = sub.add_parser("down", help="stop every process `up` started; keep the state")
     add_state_dir(down)
@@ -83,6 +94,9 @@ def register(sub: Any) -> None:
     agent.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     agent.set_defaults(func=cmd_agent)
+
+
+REAL_NODE_AGENTS = ("process", "chart")
 
 
 def real_node_count(text: str) -> int:
@@ -219,6 +233,8 @@ def _ensure_binaries() -> None:
 def _check_real_nodes(args: argparse.Namespace) -> None:
     """Refuse ``--real-nodes`` without root before anything starts; get their tools."""
     if not args.real_nodes:
+        if args.real_node_agent != "process":
+            raise CommandError(f"--real-node-agent {args.real_node_agent} needs --real-nodes K")
         return
     from localkube.realnode import RealNodeError, require_root
     from localkube.toolchain import REAL_NODE_TOOLS, ToolchainError, ensure_tools
@@ -335,6 +351,29 @@ def cmd_supervise(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Supervisor(ControlPlane(state_dir_of(args))).run()
+    return 0
+
+
+def cmd_real_node_values(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dgxsim.realnodes import chart_values
+    from localkube import ControlPlane, ControlPlaneError
+    from localkube.realnode import Runtime
+
+    plane = ControlPlane(state_dir_of(args))
+    try:
+        state = plane.load_state()
+    except ControlPlaneError as err:
+        raise CommandError(str(err)) from err
+    if state is None:
+        raise CommandError(f"no control plane running in {plane.state_dir}")
+    real = Runtime(plane.state_dir).load()
+    if real is None or not real.nodes:
+        raise CommandError(f"no real nodes in {plane.state_dir}: start them with "
+                           "`dgxsim up --real-nodes K --real-node-agent chart`")
+    print(yaml.safe_dump(chart_values(plane.state_dir, state.ports.apiserver,
+                                      [n.name for n in real.nodes]), sort_keys=False), end="")
     return 0
 
 

@@ -175,3 +175,48 @@ def test_without_root_real_nodes_are_refused_in_one_line(
     with pytest.raises(realnode.RealNodeError) as err:
         realnode.require_root()
     assert "need root" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_chart_values_name_each_real_nodes_own_folders(runtime: realnode.Runtime) -> None:
+    """$(NODE_NAME) in the chart values expands to exactly the folders ``up`` gives a node."""
+    from dgxsim.realnodes import chart_values
+    from dgxsim.statedir import node_dir
+
+    values = chart_values(runtime.state_dir, 40123, ["dgx-real-0", "dgx-real-1"])
+    record = runtime.plan_node("dgx-real-1", 1, 1)
+
+    def expanded(key: str) -> Path:
+        entry = values["hostPaths"][key]
+        return Path(entry["path"]) / entry["subPathExpr"].replace("$(NODE_NAME)", record.name)
+
+    assert expanded("devicePlugins") == record.device_plugin_dir
+    assert expanded("podResources") == record.pod_resources_dir
+    assert expanded("cdi") == runtime.containerd(record).cdi_dir
+    assert expanded("state") == node_dir(runtime.state_dir, record.name)
+    assert values["apiServer"] == {"host": "127.0.0.1", "port": "40123"}
+    assert values["hostNetwork"] is True and values["image"]["pullPolicy"] == "Never"
+    assert values["gpuTest"]["nodeSelector"] == {"kubernetes.io/hostname": "dgx-real-0"}
+
+
+def test_real_node_values_without_a_cluster_is_one_line(tmp_path: Path) -> None:
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "dgxsim", "real-node-values",
+                             "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no control plane running" in lines[0], result.stderr
+
+
+def test_real_node_agent_without_real_nodes_is_one_line(tmp_path: Path) -> None:
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "dgxsim", "up", "--state-dir",
+                             str(tmp_path / "s"), "--real-node-agent", "chart"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--real-node-agent chart needs --real-nodes" in lines[0], \
+        result.stderr
+    assert not (tmp_path / "s" / "controlplane.json").exists()
