@@ -76,9 +76,15 @@ def mig_layout(cluster: Cluster) -> dict[int, list[tuple[str, int]]]:
 
 def test_slices_are_published_with_counters(control_plane: Cluster, agent: AgentProcess
                                             ) -> None:
-    slices = wait_for("the node's ResourceSlices", lambda: [
-        s for s in control_plane.kubectl_json("get", "resourceslices")["items"]
-        if s["spec"].get("nodeName") == NODE], TIMEOUT_S)
+    def whole_pool() -> list[dict[str, Any]] | None:
+        # The slices are written one after another: wait for the pool to be complete.
+        found = [s for s in control_plane.kubectl_json("get", "resourceslices")["items"]
+                 if s["spec"].get("nodeName") == NODE
+                 or s["spec"]["pool"]["name"] == NODE]
+        wanted = {s["spec"]["pool"]["resourceSliceCount"] for s in found}
+        return found if found and wanted == {len(found)} else None
+
+    slices = wait_for("the node's complete pool of ResourceSlices", whole_pool, TIMEOUT_S)
     assert len(slices) == 9
     counters = [s for s in slices if s["spec"].get("sharedCounters")]
     assert len(counters) == 1 and len(counters[0]["spec"]["sharedCounters"]) == 8
