@@ -96,6 +96,10 @@ def test_two_gpu_job_completes_on_gpus_under_one_pcie_switch(
     assert all(v in gpus for v in visible), "NVIDIA_VISIBLE_DEVICES holds the GPUs' UUIDs"
     assert len({gpus[v].pcie_switch for v in visible}) == 1
     assert float(annotations["dgxsim.io/predicted-duration-s"]) == 2.0
+    # Start and finish ride on the pod's two status writes (pods/status keeps annotations).
+    ran = float(annotations["dgxsim.io/sim-finished-s"]) - float(
+        annotations["dgxsim.io/sim-started-s"])
+    assert ran == pytest.approx(2.0, abs=1e-3)
 
 
 def _relabel(cluster: Cluster, agent: AgentProcess, config: str) -> None:

@@ -7,7 +7,10 @@ destroys them), marks it Running, and after the run time from its annotations
 (in simulated seconds, on the agent's :class:`~dgxnode.clock.Clock`) marks its
 containers terminated with exit code 0. Start and finish are recorded on the
 pod in simulated seconds (``dgxsim.io/sim-started-s``, ``-finished-s``), so a
-run time reads back exactly at any time scale. Devices are freed when the pod
+run time reads back exactly at any time scale. Each of the two steps is one
+write to ``pods/status`` carrying the annotations with the status, and the
+start one Event (``Started``: devices and run time), so a pod costs the API
+server two writes and an Event beyond what the scheduler does. Devices are freed when the pod
 ends or is deleted. A pod being deleted gets its shutdown time (capped by its
 grace period) and is then removed, as the kubelet removes it. Restarting the
 agent resumes running pods where they were: their devices come back from the
@@ -268,10 +271,13 @@ class PodController:
             return plan, self._recorded_start(pod)
         started = self.clock.now()
         started_at = now_rfc3339()
-        # Annotations first: whoever sees the pod Running also sees its devices.
-        await self._announce(pod, devices, plan, started)
-        await self._api(lambda: self.kube.patch_pod_status(
-            meta["namespace"], meta["name"], running_status(pod, started_at)))
+        # One write: annotations and status together, so whoever sees the pod Running
+        # also sees its devices (pods/status takes the pod's annotations too).
+        annotations, listed = self._announcement(pod, devices, plan, started)
+        await self._api(lambda: self.kube.patch_pod_status(meta["namespace"], meta["name"], {
+            "metadata": {"annotations": annotations}, **running_status(pod, started_at)}))
+        await self.kube.event(pod, "Started", f"devices {listed}; run time: {plan.reason}",
+                              host=pod["spec"]["nodeName"])
         self.admitted += 1
         return plan, started
 
@@ -292,17 +298,15 @@ class PodController:
         # to them, and its admission must find them free.
         self.finished.add(uid)
         await self._release(uid)
-        await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
-            "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
-        await self._api(lambda: self.kube.patch_pod_status(
-            meta["namespace"], meta["name"], terminated_status(pod, started_at, 0, "Completed")))
+        # One write, no event: the finish time rides on the terminated status, as the
+        # kubelet reports a container's end in its status alone.
+        await self._api(lambda: self.kube.patch_pod_status(meta["namespace"], meta["name"], {
+            "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}},
+            **terminated_status(pod, started_at, 0, "Completed")}))
         self.running.pop(uid, None)
         self.completed += 1
-        ran = finish - started
-        await self.kube.event(pod, "Completed",
-                              f"simulated run finished after {ran:.3f} s "
-                              f"({ran / self.clock.scale:.3f} s wall at time scale "
-                              f"{self.clock.scale:g})", host=pod["spec"]["nodeName"])
+        log.debug("pod %s/%s: simulated run finished after %.3f s", meta["namespace"],
+                  meta["name"], finish - started)
 
     async def _api(self, call: Callable[[], Awaitable[T]]) -> T:
         """An API call, retried with back-off while it fails for a moment."""
@@ -339,8 +343,10 @@ class PodController:
             raise
         return held
 
-    async def _announce(self, pod: JSON, devices: dict[str, tuple[str, ...]],
-                        plan: RunPlan, started: float) -> None:
+    def _announcement(self, pod: JSON, devices: dict[str, tuple[str, ...]],
+                      plan: RunPlan, started: float) -> tuple[dict[str, str], str]:
+        """The annotations a started pod gets (devices, env, start, prediction) and its
+        devices in one line for the event."""
         meta = pod["metadata"]
         listed = "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
         annotations = {DEVICES_ANNOTATION: listed, SIM_STARTED_ANNOTATION: f"{started:.3f}"}
@@ -351,10 +357,7 @@ class PodController:
                 v for v in visible if v)
         if plan.duration_s is not None:
             annotations[PREDICTED] = f"{plan.duration_s:.3f}"
-        await self._api(lambda: self.kube.patch_pod(
-            meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}))
-        await self.kube.event(pod, "Started", f"devices {listed}; run time: {plan.reason}",
-                              host=pod["spec"]["nodeName"])
+        return annotations, listed
 
     async def _fail(self, pod: JSON, reason: str, message: str) -> None:
         """End a pod that cannot run: devices back, an event, and phase Failed with why."""

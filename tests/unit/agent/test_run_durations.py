@@ -18,5 +18,5 @@ def test_durations_in_every_unit(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["10x", "ms", "1h2", "-5s", "0"])
 def test_what_is_not_a_positive_duration_is_refused(text: str) -> None:
-    with pytest.raises(AnnotationError, match="dgxsim.io/duration"):
+    with pytest.raises(AnnotationError, match=r"dgxsim\.io/duration"):
         parse_duration(text)
