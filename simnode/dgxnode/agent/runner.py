@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dgxnode.agent.kube import Kube
-from dgxnode.agent.nodes import NodeController
+from dgxnode.agent.nodes import APPLY_CONCURRENCY, NodeController
 from dgxnode.agent.pods import NodePods, PodController, PodTelemetry
 from dgxnode.clock import Clock
 from gpumodel.vocabulary import NODE_LABEL
@@ -74,9 +74,11 @@ class NodeAgent:
                    node_selector=f"metadata.name={controller.name}")
 
     async def start(self) -> None:
+        gate = asyncio.Semaphore(APPLY_CONCURRENCY)
         for controller in self.controllers.values():
+            controller.apply_gate = gate
             if controller.devices is not None:
-                controller.devices.on_change = _async(controller.mark_dirty)
+                controller.devices.on_change = _async(controller.devices_changed)
             await controller.start()
         self._tasks = [asyncio.create_task(self._follow_nodes(), name="watch nodes")]
         if self.pods is not None:
