@@ -15,10 +15,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from deviceplugin.cdi import spec_for, write_spec
+from deviceplugin.dirwatch import dir_watcher
 from deviceplugin.server import NodePlugin
 from deviceplugin.servicer import AllocateContext
 from deviceplugin.source import InventoryFeed
@@ -30,7 +32,7 @@ from dgxnode.endpoint import NodeEndpoint
 from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
-from dgxsim.kubeletless import feed_from, refresh_from_disk
+from dgxsim.kubeletless import feed_from, follow_state_file
 from gpumodel.systems import system
 from gpumodel.vocabulary import SYSTEM_NAMESPACE, MigStrategy
 
@@ -93,6 +95,7 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     agent = NodeAgent.beside_kubelet(kube, NodeController(
         kube, sim, None, options.strategy, config_namespace=options.namespace))
     tasks = []
+    unfollow: Callable[[], None] | None = None
     try:
         await endpoint.serve(options.state_dir / "run" / "node.sock")
         if options.metrics_port is not None:
@@ -100,8 +103,8 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
             serve_metrics(DcgmCollector({sim.name: sim}, ActivityBook()),
                           options.metrics_host, options.metrics_port)
         await plugin.start()
-        tasks = [asyncio.create_task(feed_from(sim, feed)),
-                 asyncio.create_task(refresh_from_disk(sim))]
+        tasks = [asyncio.create_task(feed_from(sim, feed))]
+        unfollow = follow_state_file(sim, dir_watcher())
         if options.cdi_dir is not None:
             tasks.append(asyncio.create_task(
                 keep_cdi_spec(feed, options.cdi_dir, allocate_context(options))))
@@ -112,6 +115,8 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     finally:
         for task in tasks:
             task.cancel()
+        if unfollow is not None:
+            unfollow()
         await agent.stop()
         await plugin.stop()
         await endpoint.close()

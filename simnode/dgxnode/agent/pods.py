@@ -423,7 +423,9 @@ class PodController:
 
     async def _forget(self, uid: str) -> None:
         await _cancel(self.running.pop(uid, None))
-        await self._release(uid)
+        # A pod that ended here gave its devices back then: nothing to look for.
+        if uid in self.where or uid not in self.finished:
+            await self._release(uid)
         self.finished.discard(uid)
 
     async def reconcile(self, live_pods: list[JSON]) -> None:
