@@ -5,8 +5,9 @@ scheduler on loopback, as ``dgxsim up`` starts it) serves two runs back to back:
 
 1. KWOK (sigs.k8s.io/kwok, the SIG's fake kubelet, built on demand through the
    toolchain at its pin) with its default node stages and its default pod stages
-   (``bench/kwok_pod_stages.yaml``), managing N Nodes labelled so that only it
-   owns them, each advertising ``nvidia.com/gpu: 8`` as a DGX A100 does;
+   (``bench/kwok_pod_stages.yaml``) and node Leases of 40 s as kwokctl runs it,
+   managing N Nodes labelled so that only it owns them, each advertising
+   ``nvidia.com/gpu: 8`` as a DGX A100 does;
 2. ``dgxsim agent`` with N simulated DGX A100 nodes (kubelet-less mode).
 
 Each run: time until all N nodes are Ready (from starting the fake kubelet and
@@ -301,7 +302,9 @@ async def run_side(side: str, plane: ControlPlane, kube: KubeClient, kubectl: li
         plane.start_extra(FAKE_KUBELET, [
             str(bin_dir() / "kwok"), "--kubeconfig", str(plane.kubeconfig),
             "--manage-all-nodes=false", f"--manage-nodes-with-label-selector={KWOK_LABEL}=true",
-            "--config", str(KWOK_STAGES), "--v", "WARN"], lambda: True)
+            "--config", str(KWOK_STAGES), "--v", "WARN",
+            # As kwokctl runs it: Leases renewed every 10 s, like a kubelet's (and dgxsim's).
+            "--node-lease-duration-seconds=40"], lambda: True)
         await create_all(lambda i: kube.create_node(kwok_node(f"kwok-{i}")), nodes)
         selector = f"{KWOK_LABEL}=true"
     else:

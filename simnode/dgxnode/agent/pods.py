@@ -8,9 +8,10 @@ destroys them), marks it Running, and after the run time from its annotations
 containers terminated with exit code 0. Start and finish are recorded on the
 pod in simulated seconds (``dgxsim.io/sim-started-s``, ``-finished-s``), so a
 run time reads back exactly at any time scale. Each of the two steps is one
-write to ``pods/status`` carrying the annotations with the status, and the
-start one Event (``Started``: devices and run time), so a pod costs the API
-server two writes and an Event beyond what the scheduler does. Devices are freed when the pod
+write to ``pods/status`` carrying the annotations with the status, and a pod
+that runs raises no Event (what one would say, devices and run time, is on the
+pod), so a pod costs the API server two writes, as KWOK's fake kubelet; a pod
+that fails gets an Event with the reason. Devices are freed when the pod
 ends or is deleted. A pod being deleted gets its shutdown time (capped by its
 grace period) and is then removed, as the kubelet removes it. Restarting the
 agent resumes running pods where they were: their devices come back from the
@@ -273,11 +274,11 @@ class PodController:
         started_at = now_rfc3339()
         # One write: annotations and status together, so whoever sees the pod Running
         # also sees its devices (pods/status takes the pod's annotations too).
-        annotations, listed = self._announcement(pod, devices, plan, started)
+        annotations = self._announcement(pod, devices, plan, started)
         await self._api(lambda: self.kube.patch_pod_status(meta["namespace"], meta["name"], {
             "metadata": {"annotations": annotations}, **running_status(pod, started_at)}))
-        await self.kube.event(pod, "Started", f"devices {listed}; run time: {plan.reason}",
-                              host=pod["spec"]["nodeName"])
+        log.debug("pod %s/%s started: devices %s; run time: %s", meta["namespace"],
+                  meta["name"], annotations[DEVICES_ANNOTATION], plan.reason)
         self.admitted += 1
         return plan, started
 
@@ -344,9 +345,8 @@ class PodController:
         return held
 
     def _announcement(self, pod: JSON, devices: dict[str, tuple[str, ...]],
-                      plan: RunPlan, started: float) -> tuple[dict[str, str], str]:
-        """The annotations a started pod gets (devices, env, start, prediction) and its
-        devices in one line for the event."""
+                      plan: RunPlan, started: float) -> dict[str, str]:
+        """The annotations a started pod gets: devices, env, start and prediction."""
         meta = pod["metadata"]
         listed = "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
         annotations = {DEVICES_ANNOTATION: listed, SIM_STARTED_ANNOTATION: f"{started:.3f}"}
@@ -357,7 +357,7 @@ class PodController:
                 v for v in visible if v)
         if plan.duration_s is not None:
             annotations[PREDICTED] = f"{plan.duration_s:.3f}"
-        return annotations, listed
+        return annotations
 
     async def _fail(self, pod: JSON, reason: str, message: str) -> None:
         """End a pod that cannot run: devices back, an event, and phase Failed with why."""
