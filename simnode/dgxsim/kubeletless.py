@@ -21,6 +21,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,7 @@ async def feed_from(sim: SimNode, feed: InventoryFeed) -> None:
 
 
 REFRESH_S = 0.25
+COMMIT_THREADS = 32
 """Commits to a state file within this time are read back once."""
 
 
@@ -220,6 +222,10 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     """Run every node until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Node commits wait on fsync in worker threads: more of them than the default
+    # (cores + 4) lets many nodes reconfigure at once.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=COMMIT_THREADS,
+                                                 thread_name_prefix="node-commit"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
