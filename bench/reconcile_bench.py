@@ -102,7 +102,7 @@ async def relabel_and_wait(kubectl: list[str], kube: KubeClient, nodes: list[str
         watcher.cancel()
     total = time.monotonic() - t0
     if len(nodes) > 1:
-        print(f"  kubectl label of {len(nodes)} nodes took {labelled:.1f} s; the last node "
+        print(f"  labelling {len(nodes)} nodes took {labelled:.1f} s; the last node "
               f"reached success {total - labelled:.1f} s after it", flush=True)
     return total
 
