@@ -132,6 +132,15 @@ demo-down: dev
 bench: dev
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
+SCALE_NODES ?= 20
+SCALE_ARGS ?=
+
+## bench-scale: KWOK and dgxsim nodes side by side, the same pod burst (SCALE_NODES="140 500 1000")
+.PHONY: bench-scale
+bench-scale: dev tools
+	PYTHONPATH=simnode $(PYTHON) -m localkube.toolchain kwok
+	$(BIN)/python bench/scale.py --nodes $(SCALE_NODES) $(SCALE_ARGS)
+
 ## clean: remove build outputs and caches (keeps .tools and .venv)
 .PHONY: clean
 clean:

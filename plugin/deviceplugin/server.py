@@ -222,6 +222,8 @@ class NodePlugin:
             self._changed.clear()
             restarted = False
             for srv in list(self.servers.values()):
+                if srv.inode is None:
+                    continue  # still starting: its own start records its socket
                 current = _inode(srv.socket_path)
                 if current is None or current != srv.inode:
                     log.warning("socket of %s disappeared; restarting its server", srv.resource)

@@ -83,6 +83,7 @@ class SimNode:
 
     def __init__(self, state: NodeState, store: NodeStore | None = None) -> None:
         self._state = state
+        self._inventory: tuple[NodeState, NodeInventory] | None = None
         self.store = store
         self.mutex = threading.RLock()
         """Held by every change and reload, so threads never interleave them."""
@@ -137,7 +138,16 @@ class SimNode:
         return self.feed.queue()
 
     def inventory(self) -> NodeInventory:
-        return build_inventory(self.hardware, self.table, self._state)
+        """The published view of the current state; built once per state (states are
+        frozen and replaced on every commit), as the Node's status, labels and every
+        device plugin ask for it after each change."""
+        state = self._state
+        cached = self._inventory
+        if cached is not None and cached[0] is state:
+            return cached[1]
+        inventory = build_inventory(self.hardware, self.table, state)
+        self._inventory = (state, inventory)
+        return inventory
 
     def mig_devices(self, gpu: int) -> list[MigDevice]:
         if self.table is None:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +38,11 @@ from dgxnode.node import SimNode
 from dgxnode.prediction import predictor_for
 from dgxnode.store import NodeStore
 from dgxsim.drahost import SimNodeHost
-from dgxsim.kubeletless import feed_from, follow_for_dra, refresh_from_disk
+from dgxsim.kubeletless import feed_from, follow_for_dra, follow_state_file
 from gpumodel.systems import system
 from gpumodel.vocabulary import SYSTEM_NAMESPACE, DraMode, MigStrategy
 from kubeletapi.podresources.v1.constants import POD_RESOURCES_SOCKET
+from localkube.dirwatch import dir_watcher
 
 log = logging.getLogger(__name__)
 CONTAINER_RUN_DIR = "/run/dgxsim"
@@ -117,14 +119,15 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
         options.node, options.dra, SimNodeHost(sim), kube, options.registry_dir,
         options.kubelet_plugins_dir, options.state_dir)
     tasks = []
+    unfollow: Callable[[], None] | None = None
     try:
         await endpoint.serve(options.state_dir / "run" / "node.sock")
         if options.metrics_port is not None:
             # Pods a real kubelet runs are not timed here: a held device counts as busy.
             serve_metrics(DcgmCollector({sim.name: sim}, ActivityBook()),
                           options.metrics_host, options.metrics_port)
-        tasks = [asyncio.create_task(feed_from(sim, feed)),
-                 asyncio.create_task(refresh_from_disk(sim))]
+        tasks = [asyncio.create_task(feed_from(sim, feed))]
+        unfollow = follow_state_file(sim, dir_watcher())
         if plugin is not None:
             await plugin.start()
         if dra is not None:
@@ -144,6 +147,8 @@ async def run_node(options: NodeRunOptions, stop: asyncio.Event | None = None) -
     finally:
         for task in tasks:
             task.cancel()
+        if unfollow is not None:
+            unfollow()
         await agent.stop()
         if plugin is not None:
             await plugin.stop()

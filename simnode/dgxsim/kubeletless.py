@@ -20,6 +20,8 @@ import logging
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,7 @@ from gpumodel.vocabulary import (
     MigStrategy,
 )
 from kubewire import ConflictError
+from localkube.dirwatch import DirWatcher, dir_watcher
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ class NodeWiring:
     dra: DraNodePlugin | None = None
     claims: ClaimManager | None = None
     follower: asyncio.Task[None] | None = None
-    refresher: asyncio.Task[None] | None = None
+    unfollow_file: Callable[[], None] | None = None
 
 
 async def feed_from(sim: SimNode, feed: InventoryFeed) -> None:
@@ -151,30 +154,66 @@ async def feed_from(sim: SimNode, feed: InventoryFeed) -> None:
 
 
 REFRESH_S = 0.25
+COMMIT_THREADS = 32
+"""Commits to a state file within this time are read back once."""
 
 
-async def refresh_from_disk(sim: SimNode) -> None:
-    """Pick up changes other processes write to the node's state file.
+def follow_state_file(sim: SimNode, watcher: DirWatcher) -> Callable[[], None] | None:
+    """Pick up changes other processes commit to the node's state file; returns the
+    function that stops following it.
 
     ``dgxsim fault inject``, ``dgxsim mig apply`` and ``nvidia-smi mig -cgi`` run
     as separate processes on the same state directory; the agent follows them.
+    Every commit replaces the file by a rename, which the process's one inotify
+    watcher reports: nothing polls while nothing changes, whatever the node count.
+    The agent's own commits are reported too; the reload (in a worker thread, as
+    it waits for the node's lock) finds their generation and keeps the state.
     """
     if sim.store is None:
-        return
+        return None
     path = sim.store.path
-    last = path.stat().st_mtime_ns if path.exists() else 0
-    while True:
-        await asyncio.sleep(REFRESH_S)
+    loop = asyncio.get_running_loop()
+    state: dict[str, asyncio.TimerHandle | asyncio.Task[None] | bool | None] = {
+        "timer": None, "task": None, "again": False}
+
+    async def reload() -> None:
         try:
-            mtime = path.stat().st_mtime_ns
-        except OSError:
-            continue
-        if mtime != last:
-            last = mtime
-            try:
-                sim.refresh()
-            except SimnodeError as err:
-                log.error("%s: cannot reload %s: %s", sim.name, path, err)
+            await asyncio.to_thread(sim.refresh)
+        except SimnodeError as err:
+            log.error("%s: cannot reload %s: %s", sim.name, path, err)
+        finally:
+            state["task"] = None
+            if state["again"]:  # committed again while it was being read
+                state["again"] = False
+                schedule()
+
+    def fire() -> None:
+        state["timer"] = None
+        state["task"] = loop.create_task(reload(), name=f"reload {sim.name}")
+
+    def schedule() -> None:
+        if state["timer"] is None:
+            state["timer"] = loop.call_later(REFRESH_S, fire)
+
+    def changed(name: str) -> None:
+        if name != path.name:
+            return
+        if state["task"] is not None:
+            state["again"] = True
+        else:
+            schedule()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    unwatch = watcher.watch(path.parent, changed)
+
+    def stop() -> None:
+        unwatch()
+        for key in ("timer", "task"):
+            item = state[key]
+            if isinstance(item, asyncio.TimerHandle | asyncio.Task):
+                item.cancel()
+
+    return stop
 
 
 def endpoint_socket(sockets: Path) -> Path:
@@ -259,6 +298,10 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     """Run every node until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Node commits wait on fsync in worker threads: more of them than the default
+    # (cores + 4) lets many nodes reconfigure at once.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=COMMIT_THREADS,
+                                                 thread_name_prefix="node-commit"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
@@ -312,13 +355,14 @@ async def _start_node(w: NodeWiring) -> None:
         await w.dra.start()
         await w.claims.start()
         w.follower = asyncio.create_task(follow_for_dra(w.sim, w.dra))
-    w.refresher = asyncio.create_task(refresh_from_disk(w.sim))
+    w.unfollow_file = follow_state_file(w.sim, dir_watcher())
 
 
 async def _stop_node(w: NodeWiring) -> None:
-    for task in (w.follower, w.refresher):
-        if task is not None:
-            task.cancel()
+    if w.follower is not None:
+        w.follower.cancel()
+    if w.unfollow_file is not None:
+        w.unfollow_file()
     if w.plugin is not None:
         await w.plugin.stop()
     if w.claims is not None:

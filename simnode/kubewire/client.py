@@ -13,6 +13,8 @@ few helpers (a lease renewal, an idempotent create) in a subclass.
 
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Self
@@ -49,11 +51,32 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> JSON:
     return {key: value for key, value in chosen.items() if value}
 
 
+def _settle_proxy(api: client.ApiClient) -> None:
+    """Decide once whether the API server is reached through a proxy from the
+    environment, instead of on every request.
+
+    The generated client's session trusts the environment, so aiohttp looks up
+    the proxy variables and parses ``~/.netrc`` for each request: a cost paid per
+    API call by a node agent making hundreds a second. The answer cannot change
+    while the process runs; it is read here and the session told not to look again.
+    """
+    rest = getattr(api, "rest_client", None)
+    session = getattr(rest, "pool_manager", None)
+    if rest is None or session is None or not hasattr(session, "_trust_env"):
+        return
+    host = urllib.parse.urlsplit(str(api.configuration.host)).hostname or ""
+    if rest.proxy is None and host and not urllib.request.proxy_bypass(host):
+        scheme = urllib.parse.urlsplit(str(api.configuration.host)).scheme or "https"
+        rest.proxy = urllib.request.getproxies().get(scheme)
+    session._trust_env = False
+
+
 class KubeClient:
     """An API client and a method for each API call the project makes."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
+        _settle_proxy(api)
         # Typed as Any: dict bodies and request options (_content_type,
         # _preload_content) that the generated signatures omit.
         self._core: Any = client.CoreV1Api(api)

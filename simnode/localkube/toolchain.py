@@ -13,6 +13,10 @@ binaries are built from Go modules:
 * etcd: a second wrapper with a ``main`` that calls ``etcdmain.Main``; the
   server module's relative replaces are turned into published tags the same way.
 * helm: built from its module with the same ldflags its Makefile sets.
+* kwok (on demand only, for ``bench/scale.py``): SIG Scheduling's fake
+  kubelet, ``sigs.k8s.io/kwok/cmd/kwok``, with the version ldflags of its
+  release script. ``make tools`` leaves it out; ``python -m localkube.toolchain
+  kwok`` (or :func:`ensure_tools` naming it) builds it.
 
 Binaries go to ``.tools/bin``. A stamp per binary records the pin it was built
 from, so a rebuild happens only when a pin changes. Built binaries are also
@@ -46,6 +50,7 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 CONTAINERD_VERSION = "v2.4.2"
+KWOK_VERSION = "v0.7.0"
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ALL_TOOLS = (*KUBE_COMMANDS, "etcd", "helm")
@@ -53,7 +58,9 @@ CONTAINERD_COMMANDS = ("containerd", "containerd-shim-runc-v2", "ctr")
 # Built only on demand (``python -m localkube.toolchain --real-node``): a real node's
 # kubelet and container runtime. The default ``make tools`` stays fast without them.
 REAL_NODE_TOOLS = ("kubelet", *CONTAINERD_COMMANDS)
-KNOWN_TOOLS = (*ALL_TOOLS, *REAL_NODE_TOOLS)
+# Built only when asked for by name (the scale benchmark's KWOK).
+ON_DEMAND_TOOLS = ("kwok",)
+KNOWN_TOOLS = (*ALL_TOOLS, *REAL_NODE_TOOLS, *ON_DEMAND_TOOLS)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,6 +87,7 @@ def pins() -> dict[str, ToolPin]:
     table["etcd"] = ToolPin("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION)
     table["helm"] = ToolPin("helm", "helm.sh/helm/v3", HELM_VERSION)
     table.update(real_node_pins())
+    table.update(on_demand_pins())
     return table
 
 
@@ -426,6 +434,30 @@ def build_real_node_tools(todo: list[str]) -> None:
         build_containerd()
 
 
+# ---------------------------------------------------------- on-demand tools
+
+
+def on_demand_pins() -> dict[str, ToolPin]:
+    return {"kwok": ToolPin("kwok", "sigs.k8s.io/kwok", KWOK_VERSION)}
+
+
+def kwok_ldflags() -> str:
+    return f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION.removeprefix('v')}"
+
+
+def build_kwok() -> None:
+    """``sigs.k8s.io/kwok/cmd/kwok`` at the pin (its module has no replaces: go install works)."""
+    work = tools_dir() / "src" / "kwok"
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "out"
+    _run_go(
+        ["install", "-v", "-trimpath", "-ldflags", kwok_ldflags(),
+         f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
+        work, f"building kwok {KWOK_VERSION}", env={"GOBIN": str(out)},
+    )
+    _install(pins()["kwok"], out / "kwok")
+
+
 # ------------------------------------------------------------ downloads
 
 
@@ -462,6 +494,9 @@ def download_official(names: list[str]) -> None:
                 _download(f"https://github.com/etcd-io/etcd/releases/download/{ETCD_VERSION}/"
                           f"{stem}.tar.gz", tmp / "etcd.tgz")
                 _extract_member(tmp / "etcd.tgz", f"{stem}/etcd", target)
+            elif name == "kwok":
+                _download(f"https://github.com/kubernetes-sigs/kwok/releases/download/"
+                          f"{KWOK_VERSION}/kwok-{osname}-{arch}", target)
             else:
                 _download(f"https://get.helm.sh/helm-{HELM_VERSION}-{osname}-{arch}.tar.gz",
                           tmp / "helm.tgz")
@@ -505,6 +540,8 @@ def ensure_tools(names: tuple[str, ...] = ALL_TOOLS, force: bool = False) -> Non
             build_etcd()
         if "helm" in todo:
             build_helm()
+        if "kwok" in todo:
+            build_kwok()
     elif _network_reachable():
         download_official(todo)
     else:
@@ -522,7 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-node", action="store_true",
                         help=f"the real-node tools: {', '.join(REAL_NODE_TOOLS)}")
     parser.add_argument("tools", nargs="*", metavar="TOOL",
-                        help=f"subset of {', '.join(KNOWN_TOOLS)}")
+                        help=f"subset of {', '.join(ALL_TOOLS)} (default: all of them), "
+                        f"or {', '.join((*REAL_NODE_TOOLS, *ON_DEMAND_TOOLS))}, "
+                        "built only when named")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tools) - set(KNOWN_TOOLS))
     if unknown:

@@ -96,6 +96,10 @@ def test_two_gpu_job_completes_on_gpus_under_one_pcie_switch(
     assert all(v in gpus for v in visible), "NVIDIA_VISIBLE_DEVICES holds the GPUs' UUIDs"
     assert len({gpus[v].pcie_switch for v in visible}) == 1
     assert float(annotations["dgxsim.io/predicted-duration-s"]) == 2.0
+    # Start and finish ride on the pod's two status writes (pods/status keeps annotations).
+    ran = float(annotations["dgxsim.io/sim-finished-s"]) - float(
+        annotations["dgxsim.io/sim-started-s"])
+    assert ran == pytest.approx(2.0, abs=1e-3)
 
 
 def _relabel(cluster: Cluster, agent: AgentProcess, config: str) -> None:
@@ -262,9 +266,14 @@ def test_deleted_pod_keeps_running_through_its_shutdown_time_then_frees_its_gpus
     assert terminating["metadata"].get("deletionTimestamp"), "still shutting down"
     wait_for("pod removed", lambda: control_plane.kubectl(
         "get", "pod", name, "-n", namespace, check=False).returncode != 0)
-    inventory = json.loads(control_plane.kubectl_json("get", "node", node)["metadata"][
-        "annotations"]["dgxsim.io/inventory"])
-    assert not [d for d in inventory["devices"] if d.get("owner", "").startswith(namespace)]
+
+    def owned_here() -> list[dict[str, str]]:
+        inventory = json.loads(control_plane.kubectl_json("get", "node", node)["metadata"][
+            "annotations"]["dgxsim.io/inventory"])
+        return [d for d in inventory["devices"] if d.get("owner", "").startswith(namespace)]
+
+    # Owners alone reach the inventory annotation at the node's status interval.
+    wait_for("devices free in the inventory", lambda: not owned_here())
 
 
 def test_a_deleted_node_registers_again(control_plane: Cluster, agent: AgentProcess) -> None:

@@ -239,8 +239,10 @@ def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_rest
             wait_for(f"{name} running", lambda n=name: phase(control_plane, namespace,
                                                               n) == "Running")
     assert watcher.snapshots > 0 and watcher.violations == []
-    inv = control_plane.inventory(node)
-    held_gpus = {d.gpu_index for d in inv.devices if d.owner}
+    # Owners alone reach the inventory annotation at the node's status interval.
+    wait_for("16 owned instances in the inventory", lambda: sum(
+        bool(d.owner) for d in control_plane.inventory(node).devices) == 16)
+    held_gpus = {d.gpu_index for d in control_plane.inventory(node).devices if d.owner}
     assert len(held_gpus) == 3, "16 instances fit on three GPUs"
     events = control_plane.kubectl_json("get", "events", "-n", "default", "--field-selector",
                                         f"involvedObject.name={node}")["items"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,15 +49,37 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 LEASE_DURATION_S = 40
 LEASE_RENEW_S = 10.0
-STATUS_HEARTBEAT_S = 60.0
+LEASE_JITTER = 0.04
+"""The kubelet renews its Lease every quarter of its duration with this jitter; the first
+renewal after registration comes at a random point of the period, so a thousand nodes
+started together do not renew in the same instant."""
+STATUS_HEARTBEAT_S = 300.0
+"""An unchanged node status is reported this often, as the kubelet's
+nodeStatusReportFrequency (5 min); the Lease says the node is alive meanwhile."""
+OWNERS_REPORT_S = 10.0
+"""Which pod holds which device changes with every pod: a change of owners alone goes
+into the inventory annotation at most this often per node (the kubelet's
+nodeStatusUpdateFrequency); a layout, label or status change goes at once. Readers of
+owners (the operator) count pods bound to the node meanwhile."""
 DEBOUNCE_S = 0.1
 """Changes within this time go out as one Node update: a burst of pod admissions
 rewrites the inventory annotation once, not once per pod."""
 READVERTISE_TIMEOUT_S = 10.0
-READVERTISE_POLL_S = 0.02
+APPLY_CONCURRENCY = 32
+"""MIG reconfigurations in flight at once across the nodes of one agent: a relabel of
+every node proceeds in parallel, bounded so a thousand nodes do not queue a thousand
+commits on the worker threads at the same moment."""
 
 Advertised = Callable[[NodeInventory], dict[str, int]]
 """What the node's device plugins advertise for an inventory: count per resource."""
+
+
+def _layout(inventory: NodeInventory) -> str:
+    """The inventory without what every pod changes (owners, generation)."""
+    return inventory.model_copy(update={
+        "generation": 0,
+        "devices": tuple(d.model_copy(update={"owner": None}) for d in inventory.devices),
+    }).model_dump_json(exclude_none=True)
 
 
 @dataclass
@@ -88,6 +111,10 @@ class NodeController:
     _sent_status: JSON | None = None
     _labels: dict[str, str] = field(default_factory=dict)
     _annotation: str | None = None
+    _sent_layout: str | None = None
+    """The inventory last sent, owners and generation left out."""
+    _owners_sent: float = 0.0
+    _owners_timer: asyncio.TimerHandle | None = None
     _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
     _readvertising: bool = False
     _taints: list[JSON] = field(default_factory=list)
@@ -96,12 +123,23 @@ class NodeController:
     _refused: JSON | None = None
     """The last Node update the API server refused as invalid: never sent again as is."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    apply_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    """Bounds the MIG reconfigurations in flight; the agent shares one among its nodes."""
+    _apply_task: asyncio.Task[None] | None = None
+    _apply_wanted: str | None = None
+    _advertised: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set whenever the device manager's view of the plugins' devices changes."""
 
     @property
     def name(self) -> str:
         return self.sim.name
 
     def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    def devices_changed(self) -> None:
+        """The device manager's devices changed (a plugin re-advertised)."""
+        self._advertised.set()
         self._dirty.set()
 
     async def start(self) -> None:
@@ -119,9 +157,10 @@ class NodeController:
             self._tasks.append(asyncio.create_task(self._lease_loop(), name=f"lease {self.name}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._apply_task] if self._apply_task else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -142,6 +181,7 @@ class NodeController:
         self._labels = dict(node["metadata"].get("labels") or {})
         self._taints = list((node.get("spec") or {}).get("taints") or [])
         self._annotation = (node["metadata"].get("annotations") or {}).get(INVENTORY_ANNOTATION)
+        self._sent_layout = None
 
     def _wanted_labels(self) -> dict[str, str]:
         gpu = self.sim.hardware.gpus[0].device
@@ -162,6 +202,25 @@ class NodeController:
     def _inventory_json(self) -> str:
         return self.sim.inventory().model_dump_json(exclude_none=True)
 
+    def _owners_only(self, inventory: NodeInventory, layout: str, labels: JSON,
+                     taints: list[JSON] | None) -> bool:
+        """True when the inventory differs from the one sent in its owners alone and the
+        last one went out less than :data:`OWNERS_REPORT_S` ago: it waits (a timer marks
+        the node dirty when it is due)."""
+        if labels or taints is not None or layout != self._sent_layout:
+            return False
+        due = self._owners_sent + OWNERS_REPORT_S
+        now = time.monotonic()
+        if now >= due:
+            return False
+        if self._owners_timer is None:
+            def fire() -> None:
+                self._owners_timer = None
+                self.mark_dirty()
+
+            self._owners_timer = asyncio.get_running_loop().call_later(due - now, fire)
+        return True
+
     async def _sync(self) -> None:
         """Send status, then labels and the inventory annotation, where they changed.
 
@@ -177,10 +236,13 @@ class NodeController:
             labels[MIG_CONFIG_STATE] = state
         if labels:
             patch["labels"] = labels
-        inventory = self._inventory_json()
-        if inventory != self._annotation:
-            patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
+        current = self.sim.inventory()
+        inventory = current.model_dump_json(exclude_none=True)
+        layout = _layout(current)
         taints = self._wanted_taints()
+        if inventory != self._annotation and not self._owners_only(current, layout, labels,
+                                                                   taints):
+            patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
         body: JSON = {"metadata": patch} if patch else {}
         if taints is not None:
             body["spec"] = {"taints": taints}
@@ -190,7 +252,9 @@ class NodeController:
                 node = await self.kube.patch_node(self.name, body)
                 self._labels = dict(node["metadata"].get("labels") or {})
                 self._taints = list((node.get("spec") or {}).get("taints") or [])
-                self._annotation = inventory
+                if "annotations" in patch:
+                    self._annotation, self._sent_layout = inventory, layout
+                    self._owners_sent = time.monotonic()
         except InvalidError as err:
             self._refused = body
             await self._refusal(err)
@@ -242,12 +306,17 @@ class NodeController:
                 self._dirty.set()
 
     async def _lease_loop(self) -> None:
+        first = True
         while True:
             try:
                 await self.kube.renew_lease(self.name, LEASE_DURATION_S, self.uid)
             except Exception:
                 log.exception("%s: lease renewal failed", self.name)
-            await asyncio.sleep(LEASE_RENEW_S)
+            # Jitter, not secrets.
+            period = LEASE_RENEW_S * (random.random() if first else  # noqa: S311
+                                      random.uniform(1 - LEASE_JITTER, 1 + LEASE_JITTER))  # noqa: S311
+            first = False
+            await asyncio.sleep(period)
 
     # ------------------------------------------------------------ Node watch
 
@@ -264,9 +333,30 @@ class NodeController:
         wanted = self._labels.get(MIG_CONFIG)
         if wanted and (wanted != self.sim.state.mig_config
                        or self._labels.get(MIG_CONFIG_STATE) is None):
-            await self.apply_mig_config(wanted, node)
+            self._start_apply(wanted, node)
         else:
             self.mark_dirty()
+
+    def _start_apply(self, name: str, node: JSON) -> None:
+        """Reconfigure in a task of its own, so the Node watch goes on to the next node
+        (a relabel of every node runs in parallel, bounded by :attr:`apply_gate`)."""
+        running = self._apply_task is not None and not self._apply_task.done()
+        if running and self._apply_wanted == name:
+            return
+        previous = self._apply_task if running else None
+        self._apply_wanted = name
+
+        async def apply() -> None:
+            if previous is not None:  # a newer label waits for the change in flight
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(previous)
+            try:
+                async with self.apply_gate:
+                    await self.apply_mig_config(name, node)
+            except Exception:
+                log.exception("%s: applying MIG config %s failed", self.name, name)
+
+        self._apply_task = asyncio.create_task(apply(), name=f"mig config {self.name}")
 
     async def apply_mig_config(self, name: str, node: JSON) -> None:
         async with self._applying:
@@ -307,15 +397,19 @@ class NodeController:
         wanted = {r: n for r, n in self.advertised(self.sim.inventory()).items() if n}
         deadline = time.monotonic() + READVERTISE_TIMEOUT_S
         while True:
+            self._advertised.clear()
             held = {r: n for r, n in self.devices.capacity().items() if n}
             if held == wanted:
                 return
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 log.warning("%s: plugins still advertise %s, expected %s after %.0f s; "
                             "reporting the layout anyway", self.name, held, wanted,
                             READVERTISE_TIMEOUT_S)
                 return
-            await asyncio.sleep(READVERTISE_POLL_S)
+            # Woken by the device manager (devices_changed), not by polling.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advertised.wait(), left)
 
     async def _fail(self, name: str) -> None:
         await self.kube.patch_node(self.name, {"metadata": {"labels": {

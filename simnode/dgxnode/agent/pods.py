@@ -7,7 +7,11 @@ destroys them), marks it Running, and after the run time from its annotations
 (in simulated seconds, on the agent's :class:`~dgxnode.clock.Clock`) marks its
 containers terminated with exit code 0. Start and finish are recorded on the
 pod in simulated seconds (``dgxsim.io/sim-started-s``, ``-finished-s``), so a
-run time reads back exactly at any time scale. Devices are freed when the pod
+run time reads back exactly at any time scale. Each of the two steps is one
+write to ``pods/status`` carrying the annotations with the status, and a pod
+that runs raises no Event (what one would say, devices and run time, is on the
+pod), so a pod costs the API server two writes, as KWOK's fake kubelet; a pod
+that fails gets an Event with the reason. Devices are freed when the pod
 ends or is deleted. A pod being deleted gets its shutdown time (capped by its
 grace period) and is then removed, as the kubelet removes it. Restarting the
 agent resumes running pods where they were: their devices come back from the
@@ -314,10 +318,13 @@ class PodController:
             return plan, self._recorded_start(pod)
         started = self.clock.now()
         started_at = now_rfc3339()
-        # Annotations first: whoever sees the pod Running also sees its devices.
-        await self._announce(pod, devices, plan, started)
-        await self._api(lambda: self.kube.patch_pod_status(
-            meta["namespace"], meta["name"], running_status(pod, started_at)))
+        # One write: annotations and status together, so whoever sees the pod Running
+        # also sees its devices (pods/status takes the pod's annotations too).
+        annotations = self._announcement(pod, devices, plan, started)
+        await self._api(lambda: self.kube.patch_pod_status(meta["namespace"], meta["name"], {
+            "metadata": {"annotations": annotations}, **running_status(pod, started_at)}))
+        log.debug("pod %s/%s started: devices %s; run time: %s", meta["namespace"],
+                  meta["name"], annotations[DEVICES_ANNOTATION], plan.reason)
         self.admitted += 1
         return plan, started
 
@@ -338,20 +345,17 @@ class PodController:
         # the pod runs, no other pod gets its devices. A pod admitted meanwhile that
         # finds too few free waits for the ending ones (:meth:`_allocate`).
         self.finished.add(uid)
+        # One write, no event: the finish time rides on the terminated status, as the
+        # kubelet reports a container's end in its status alone.
         async with self._ending(pod):
-            await self._api(lambda: self.kube.patch_pod(meta["namespace"], meta["name"], {
-                "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}}}))
-            await self._api(lambda: self.kube.patch_pod_status(
-                meta["namespace"], meta["name"],
-                terminated_status(pod, started_at, 0, "Completed")))
+            await self._api(lambda: self.kube.patch_pod_status(meta["namespace"], meta["name"], {
+                "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}},
+                **terminated_status(pod, started_at, 0, "Completed")}))
         self.running.pop(uid, None)
         self.left_alone.pop(uid, None)
         self.completed += 1
-        ran = finish - started
-        await self.kube.event(pod, "Completed",
-                              f"simulated run finished after {ran:.3f} s "
-                              f"({ran / self.clock.scale:.3f} s wall at time scale "
-                              f"{self.clock.scale:g})", host=pod["spec"]["nodeName"])
+        log.debug("pod %s/%s: simulated run finished after %.3f s", meta["namespace"],
+                  meta["name"], finish - started)
 
     async def _api(self, call: Callable[[], Awaitable[T]]) -> T:
         """An API call, retried with back-off while it fails for a moment (for up to
@@ -453,8 +457,9 @@ class PodController:
                 held[resource] = held.get(resource, ()) + ids
         return held
 
-    async def _announce(self, pod: JSON, devices: dict[str, tuple[str, ...]],
-                        plan: RunPlan, started: float) -> None:
+    def _announcement(self, pod: JSON, devices: dict[str, tuple[str, ...]],
+                      plan: RunPlan, started: float) -> dict[str, str]:
+        """The annotations a started pod gets: devices, env, start and prediction."""
         meta = pod["metadata"]
         listed = "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
         annotations = {DEVICES_ANNOTATION: listed, SIM_STARTED_ANNOTATION: f"{started:.3f}"}
@@ -465,10 +470,7 @@ class PodController:
                 v for v in visible if v)
         if plan.duration_s is not None:
             annotations[PREDICTED] = f"{plan.duration_s:.3f}"
-        await self._api(lambda: self.kube.patch_pod(
-            meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}))
-        await self.kube.event(pod, "Started", f"devices {listed}; run time: {plan.reason}",
-                              host=pod["spec"]["nodeName"])
+        return annotations
 
     async def _fail(self, pod: JSON, reason: str, message: str) -> None:
         """End a pod that cannot run: devices back, an event, and phase Failed with why."""
@@ -548,7 +550,9 @@ class PodController:
     async def _forget(self, uid: str) -> None:
         await _cancel(self.running.pop(uid, None))
         await _cancel(self.left_alone.pop(uid, None))
-        await self._release(uid)
+        # A pod that ended here gave its devices back then: nothing to look for.
+        if uid in self.where or uid not in self.finished:
+            await self._release(uid)
         self.finished.discard(uid)
 
     async def reconcile(self, live_pods: list[JSON]) -> None:

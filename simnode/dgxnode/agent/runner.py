@@ -20,7 +20,7 @@ from typing import Any
 
 from dgxnode.agent.dra import ClaimManager
 from dgxnode.agent.kube import Kube
-from dgxnode.agent.nodes import NodeController
+from dgxnode.agent.nodes import APPLY_CONCURRENCY, NodeController
 from dgxnode.agent.pods import NodePods, PodController, PodTelemetry
 from dgxnode.clock import Clock
 from gpumodel.vocabulary import NODE_LABEL
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 RETRY_S = 1.0
 POD_SELECTOR = "spec.nodeName!="
 NODE_SELECTOR = f"{NODE_LABEL}=true"
+START_CONCURRENCY = 16
+"""Nodes registering with the API server at once when the agent starts."""
 
 
 @dataclass
@@ -79,10 +81,23 @@ class NodeAgent:
                    node_selector=f"metadata.name={controller.name}")
 
     async def start(self) -> None:
+        gate = asyncio.Semaphore(APPLY_CONCURRENCY)
+        starting = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start(controller: NodeController) -> None:
+            async with starting:
+                await controller.start()
+
         for controller in self.controllers.values():
+            controller.apply_gate = gate
             if controller.devices is not None:
-                controller.devices.on_change = _async(controller.mark_dirty)
-            await controller.start()
+                controller.devices.on_change = _async(controller.devices_changed)
+        # Registration (read or create the Node, first status) for many nodes at once.
+        results = await asyncio.gather(*(start(c) for c in self.controllers.values()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         self._tasks = [asyncio.create_task(self._follow_nodes(), name="watch nodes")]
         if self.pods is not None:
             listed = await self.kube.list_pods(field_selector=POD_SELECTOR)

@@ -40,7 +40,7 @@ DURATION = DURATION_ANNOTATION
 WORKLOAD = WORKLOAD_ANNOTATION
 PREDICTED = PREDICTED_DURATION_ANNOTATION
 SHUTDOWN = SHUTDOWN_ANNOTATION
-_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 MAX_RUN_S = 366 * 86400.0
 """The longest simulated run a pod may ask for or be predicted (a year): longer is

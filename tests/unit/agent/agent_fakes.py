@@ -27,6 +27,8 @@ class FakeKube:
     statuses: list[tuple[str, JSON]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     refuse: list[tuple[str, str | None, int]] = field(default_factory=list)
+    writes: list[tuple[str, str]] = field(default_factory=list)
+    """(call, pod name) of every pod write, in order."""
 
     def _maybe_refuse(self, call: str, phase: str | None) -> None:
         for i, (c, p, status) in enumerate(self.refuse):
@@ -36,11 +38,15 @@ class FakeKube:
 
     async def patch_pod(self, namespace: str, name: str, patch: JSON) -> JSON:
         self._maybe_refuse("patch_pod", None)
+        self.writes.append(("patch_pod", name))
         self.patches.append((namespace, name, patch))
         return {}
 
     async def patch_pod_status(self, namespace: str, name: str, patch: JSON) -> JSON:
         self._maybe_refuse("patch_pod_status", patch["status"].get("phase"))
+        self.writes.append(("patch_pod_status", name))
+        if "metadata" in patch:  # pods/status takes annotations along with the status
+            self.patches.append((namespace, name, {"metadata": patch["metadata"]}))
         self.statuses.append((name, patch["status"]))
         return {}
 

@@ -127,3 +127,23 @@ def test_real_node_tools_without_go_say_so_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "kubelet" in err[0] and "containerd" in err[0] and "install Go" in err[0]
+
+
+def test_kwok_is_built_only_when_named(isolated_tools: Path) -> None:
+    assert "kwok" not in toolchain.ALL_TOOLS
+    assert "kwok" not in toolchain.missing_tools(), "make tools does not build it"
+    assert "kwok" in toolchain.missing_tools(("kwok",))
+    assert toolchain.pins()["kwok"].key.startswith(f"sigs.k8s.io/kwok@{toolchain.KWOK_VERSION} ")
+
+
+def test_kwok_ldflags_stamp_its_version() -> None:
+    assert (f"-X sigs.k8s.io/kwok/pkg/consts.Version={toolchain.KWOK_VERSION.removeprefix('v')}"
+            in toolchain.kwok_ldflags())
+
+
+def test_kwok_is_a_known_tool_name(isolated_tools: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(toolchain, "_go", lambda: None)
+    monkeypatch.setattr(toolchain, "_network_reachable", lambda: False)
+    assert toolchain.main(["kwok"]) == 1
+    assert "cannot get kwok" in capsys.readouterr().err
