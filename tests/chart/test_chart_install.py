@@ -10,12 +10,14 @@ label of this test only, so the chart lands on them and nowhere else.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 from chart_helpers import CHART, JSON, helm, values_args
 from kube import AgentProcess, Cluster, wait_for
 
+from gpumodel.vocabulary import DEVICES_ANNOTATION as DEVICES
 from localkube.toolchain import ensure_tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -98,15 +100,32 @@ def test_install_upgrade_test_uninstall(control_plane: Cluster, nodes: AgentProc
         and {time_scale_of(p) for p in pods} == {"20"}
         and all(p["status"].get("phase") == "Running" for p in pods)))
 
-    # helm test: the one-GPU Job runs to completion on a simulated node
-    result = helm("test", RELEASE, "--namespace", NAMESPACE, "--timeout", WAIT,
-                  *kubeconfig(control_plane))
+    # helm test: the one-GPU Job runs to completion on a simulated node. The hook deletes
+    # the Job once it succeeded, so its pod's devices are read while it runs.
+    seen: dict[str, str] = {}
+    done = threading.Event()
+
+    def watch_test_pod() -> None:
+        while not done.is_set() and not seen:
+            listed = control_plane.kubectl_json("get", "pods", "-n", NAMESPACE)["items"]
+            for pod in listed:
+                annotations = pod["metadata"].get("annotations") or {}
+                if "test-gpu-job" in pod["metadata"]["name"] and DEVICES in annotations:
+                    seen[pod["metadata"]["name"]] = annotations[DEVICES]
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch_test_pod, daemon=True)
+    watcher.start()
+    try:
+        result = helm("test", RELEASE, "--namespace", NAMESPACE, "--timeout", WAIT,
+                      *kubeconfig(control_plane))
+    finally:
+        done.set()
+        watcher.join(timeout=30)
     assert f"TEST SUITE:     {RELEASE}-test-gpu-job" in result.stdout, result.stdout
     assert "Phase:          Succeeded" in result.stdout, result.stdout
-    events = control_plane.kubectl_json("get", "events", "-n", NAMESPACE)["items"]
-    started = [e["message"] for e in events
-               if e["reason"] == "Started" and "test-gpu-job" in e["involvedObject"]["name"]]
-    assert started and "nvidia.com/gpu: GPU-" in started[0], started
+    assert len(seen) == 1, seen
+    assert next(iter(seen.values())).startswith("nvidia.com/gpu: GPU-"), seen
 
     # uninstall: everything of the release is gone (the CRD stays, as helm keeps CRDs)
     helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", WAIT,

@@ -159,6 +159,7 @@ async def test_without_the_kubelets_socket_the_node_works_and_says_so_once(
         await node.relabel("all-1g.5gb")
         await until("all-1g.5gb applied", lambda: node.state() == "success")
         assert node.log().count(UNSEEN) == 1
+        await until("56 slices", lambda: node.kubelet.allocatable().get(MIG) == 56)
 
         # The kubelet's socket appears later (a kubelet started after the node): read from then.
         device = (await node.kubelet.allocate("uid-late", "main", MIG, 1)).device_ids[0]
