@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from kube import cli_kubectl, dgxsim, wait_for
+from realnode_helpers import cmdline_mentions, mounts_under, needs_root
 
 from localkube import ControlPlane
 from localkube.processes import is_alive
@@ -30,7 +31,6 @@ from localkube.toolchain import bin_dir
 REAL = "dgx-real-0"
 OTHER = "dgx-real-1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 @pytest.fixture(scope="module")
@@ -248,11 +248,6 @@ def test_a_mig_change_waits_for_a_pod_the_real_kubelet_gave_a_device(cluster: Pa
     kubectl(cluster, "delete", "pod", "mig-holder", "--wait=true", "--timeout=120s")
 
 
-def _mounts_under(path: Path) -> list[str]:
-    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-            if line.split()[4].startswith(str(path))]
-
-
 @needs_root
 def test_down_stops_everything_and_removes_the_node(cluster: Path) -> None:
     real = Runtime(cluster).load()
@@ -262,9 +257,9 @@ def test_down_stops_everything_and_removes_the_node(cluster: Path) -> None:
     assert down.returncode == 0, down.stdout + down.stderr
     assert "real nodes removed" in down.stdout
     leftover = [p for p in Path("/proc").iterdir() if p.name.isdigit()
-                and _cmdline_mentions(p, str(cluster), str(shim), real.nodes[0].netns)]
+                and cmdline_mentions(p, str(cluster), str(shim), real.nodes[0].netns)]
     assert leftover == []
-    assert _mounts_under(cluster) == []
+    assert mounts_under(cluster) == []
     links = Path("/var/log/containers")
     assert not [p for p in links.glob("*.log") if str(cluster) in os.readlink(p)]
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -273,15 +268,6 @@ def test_down_stops_everything_and_removes_the_node(cluster: Path) -> None:
     assert real.nodes[0].host_veth not in veths
     assert not any(Path("/sys/fs/cgroup", c, real.nodes[0].cgroup_root.lstrip("/")).exists()
                    for c in ("memory", "cpu", "pids"))
-
-
-def _cmdline_mentions(proc: Path, *texts: str) -> bool:
-    try:
-        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and any(t in cmdline for t in texts)
 
 
 def test_real_nodes_without_root_are_refused_in_one_line(tmp_path: Path) -> None:

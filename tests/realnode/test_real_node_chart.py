@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from kube import cli_kubectl, dgxsim, wait_for
+from realnode_helpers import cmdline_mentions, mounts_under, needs_root
 
 from localkube.realnode import Runtime
 from localkube.toolchain import bin_dir, ensure_tools
@@ -31,7 +32,6 @@ REAL = "dgx-real-0"
 REALS = (REAL, "dgx-real-1")
 RELEASE = "dgxsim-real"
 NAMESPACE = "dgxsim-real"
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 pytestmark = [needs_root, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 CHART = Path(__file__).resolve().parents[2] / "charts" / "dgxsim"
 HELM_HOME = Path(tempfile.mkdtemp(prefix="dgxsim-helm-real-"))
@@ -168,20 +168,12 @@ def test_uninstall_and_down_leave_nothing(cluster: Path) -> None:
     down = dgxsim("down", "--state-dir", str(cluster))
     assert down.returncode == 0, down.stdout + down.stderr
     leftover = [p for p in Path("/proc").iterdir() if p.name.isdigit()
-                and _cmdline_mentions(p, str(cluster), str(shim), real.nodes[0].netns)]
+                and cmdline_mentions(p, str(cluster), str(shim), real.nodes[0].netns)]
     assert leftover == []
-    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    assert not [m for m in mounts if m.startswith(str(cluster))]
+    assert mounts_under(cluster) == []
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert real.nodes[0].netns not in namespaces
     assert not any(Path("/sys/fs/cgroup", c, real.nodes[0].cgroup_root.lstrip("/")).exists()
                    for c in ("memory", "cpu", "pids"))
 
 
-def _cmdline_mentions(proc: Path, *texts: str) -> bool:
-    try:
-        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and any(t in cmdline for t in texts)
