@@ -19,11 +19,14 @@ import json
 import os
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
-from _harness import local_cluster
+from _harness import local_cluster_and_agent
+from scale import api_writes, cpu_s
 
 from kubewire import JSON, KubeClient, KubeError, list_and_watch
+from localkube import ControlPlane
 
 SELECTOR = "dgxsim.io/node=true"
 LABEL_CONCURRENCY = 16
@@ -107,7 +110,27 @@ async def relabel_and_wait(kubectl: list[str], kube: KubeClient, nodes: list[str
     return total
 
 
-async def run(kubectl: list[str], count: int, skip_single: bool) -> None:
+def _control_plane_pids(kubectl: list[str]) -> dict[str, int]:
+    """The benchmark's control-plane processes by name (from its records)."""
+    state = ControlPlane(Path(kubectl[kubectl.index("--kubeconfig") + 1]).parent).load_state()
+    return {r.name: r.pid for r in state.processes} if state is not None else {}
+
+
+def _costs(kubectl: list[str], pids: dict[str, int]) -> tuple[dict[str, float], Counter[str]]:
+    return {name: cpu_s(pid) for name, pid in pids.items()}, api_writes(kubectl)
+
+
+def _report_costs(count: int, before: tuple[dict[str, float], Counter[str]],
+                  after: tuple[dict[str, float], Counter[str]]) -> None:
+    cpu = ", ".join(f"{name} {after[0][name] - before[0][name]:.1f} s" for name in after[0])
+    writes = after[1] - before[1]
+    per_node = ", ".join(f"{key} {n / count:.2f}" for key, n in writes.most_common())
+    print(f"  CPU: {cpu}; API writes per node {sum(writes.values()) / count:.2f} "
+          f"({per_node})", flush=True)
+
+
+async def run(kubectl: list[str], count: int, skip_single: bool,
+              pids: dict[str, int]) -> None:
     kube = await KubeClient.connect(Path(kubectl[kubectl.index("--kubeconfig") + 1]))
     names = [f"dgx-{i}" for i in range(count)]
     try:
@@ -119,7 +142,9 @@ async def run(kubectl: list[str], count: int, skip_single: bool) -> None:
                   "(all-1g.5gb, all-balanced, all-disabled)", flush=True)
         many = []
         for config in ("all-1g.5gb", "all-disabled"):
+            before = _costs(kubectl, pids)
             many.append(await relabel_and_wait(kubectl, kube, names, config))
+            _report_costs(count, before, _costs(kubectl, pids))
             print(f"{count} nodes relabelled {config} at once: all success in "
                   f"{many[-1]:.1f} s (load {os.getloadavg()[0]:.2f} on {os.cpu_count()} "
                   "cores)", flush=True)
@@ -133,8 +158,9 @@ def main() -> None:
     parser.add_argument("--skip-single", action="store_true",
                         help="only the relabel of every node at once")
     args = parser.parse_args()
-    with local_cluster(args.nodes) as kubectl:
-        asyncio.run(run(kubectl, args.nodes, args.skip_single))
+    with local_cluster_and_agent(args.nodes) as (kubectl, agent):
+        pids = {"agent": agent.pid, **_control_plane_pids(kubectl)}
+        asyncio.run(run(kubectl, args.nodes, args.skip_single, pids))
 
 
 if __name__ == "__main__":

@@ -120,6 +120,8 @@ class SimNode:
         if self.store is None:
             return False
         with self.mutex:
+            if self.store.unchanged():
+                return False
             stored = self.store.load()
             if stored.generation == self._state.generation:
                 return False

@@ -7,6 +7,11 @@ temporary file in the same directory, are flushed to disk and renamed over the
 old file; reads that fail to parse raise :class:`StateCorruptError` and leave
 the file where it is. A lock file serialises processes that share a state
 directory (the daemon, ``dgxsim`` commands, ``nvidia-smi`` in containers).
+
+Every change of a node first takes in what other processes committed, so the
+store remembers the file it last read or wrote and can tell, from one ``stat``,
+that the file has not been replaced since: it keeps that file open, so its inode
+cannot be freed and handed to a later file while the two are compared.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,26 +43,39 @@ class NodeStore:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / STATE_FILE
+        self._known = _KnownFile()
+        weakref.finalize(self, self._known.forget)
 
     def exists(self) -> bool:
         return self.path.exists()
 
+    def unchanged(self) -> bool:
+        """True if the file is still the one this store last read or wrote (no other
+        process has committed since); False when in doubt."""
+        return self._known.matches(self.path)
+
     def load(self) -> NodeState:
         """The stored state; typed errors for a missing or unreadable file."""
         try:
-            data = self.path.read_bytes()
+            with self.path.open("rb") as handle:
+                data = handle.read()
+                self._known.remember(handle.fileno())
         except FileNotFoundError:
+            self._known.forget()
             raise StateNotFoundError(self.path) from None
         except OSError as err:
+            self._known.forget()
             raise StateError(f"cannot read node state {self.path}: {err.strerror}") from err
         try:
             raw = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            self._known.forget()
             raise StateCorruptError(self.path, f"not valid JSON after {len(data)} bytes: "
                                     f"{err}") from err
         try:
             return NodeState.model_validate(raw)
         except ValidationError as err:
+            self._known.forget()
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "document"
             raise StateCorruptError(self.path, f"{where}: {first['msg']}") from err
@@ -79,7 +99,11 @@ class NodeStore:
         """Replace the file with ``state`` in one atomic step."""
         # World-readable: job containers (any user) read it for nvidia-smi, as they
         # would query a real driver; the node's layout is no secret.
+        self._known.forget()
         atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n", mode=0o644)
+        # Callers hold the directory's lock, so the file just renamed into place is ours.
+        with self.path.open("rb") as handle:
+            self._known.remember(handle.fileno())
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -130,6 +154,45 @@ def _open_lock_file(key: Path) -> Iterator[BinaryIO | None]:
             return
     with handle:
         yield handle
+
+
+class _KnownFile:
+    """The state file as last read or written, held open so its inode stays its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._seen: tuple[int, int, int, int] | None = None
+
+    def remember(self, fd: int) -> None:
+        held = os.dup(fd)
+        st = os.fstat(held)
+        with self._lock:
+            old, self._fd = self._fd, held
+            self._seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if old is not None:
+            os.close(old)
+
+    def forget(self) -> None:
+        with self._lock:
+            old, self._fd, self._seen = self._fd, None, None
+        if old is not None:
+            os.close(old)
+
+    def matches(self, path: Path) -> bool:
+        with self._lock:
+            if self._fd is None or self._seen is None:
+                return False
+            try:
+                st = os.stat(path)
+                held = os.fstat(self._fd)
+            except OSError:
+                return False
+            now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            # The same inode (it cannot have been reused: it is held open), not rewritten
+            # in place since (size and modification time as when it was read or written).
+            return now == self._seen == (held.st_dev, held.st_ino, held.st_size,
+                                         held.st_mtime_ns)
 
 
 _local = threading.local()

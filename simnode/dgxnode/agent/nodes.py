@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -80,6 +81,13 @@ def _layout(inventory: NodeInventory) -> str:
         "generation": 0,
         "devices": tuple(d.model_copy(update={"owner": None}) for d in inventory.devices),
     }).model_dump_json(exclude_none=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str, where: str) -> MigPartedConfig:
+    """A mig-parted ConfigMap's configs, parsed once per content (a relabel of every node
+    reads the same ConfigMap a thousand times; the parsed configs are immutable)."""
+    return parse_mig_parted_config(text, where)
 
 
 @dataclass
@@ -246,10 +254,17 @@ class NodeController:
         body: JSON = {"metadata": patch} if patch else {}
         if taints is not None:
             body["spec"] = {"taints": taints}
+        wanted = bool(body) and body != self._refused
         try:
-            await self._send_status(force=False)
-            if body and body != self._refused:
-                node = await self.kube.patch_node(self.name, body)
+            if wanted and self.devices is not None and taints is None:
+                # Kubelet-less, the node owns its status: status, labels and annotation go
+                # in one write of the status subresource (which takes metadata, as the
+                # kubelet's own status patches do), so they also arrive together.
+                node = await self._send_status(force=False, metadata=patch)
+            else:
+                await self._send_status(force=False)
+                node = await self.kube.patch_node(self.name, body) if wanted else None
+            if node is not None:
                 self._labels = dict(node["metadata"].get("labels") or {})
                 self._taints = list((node.get("spec") or {}).get("taints") or [])
                 if "annotations" in patch:
@@ -257,6 +272,8 @@ class NodeController:
                     self._owners_sent = time.monotonic()
         except InvalidError as err:
             self._refused = body
+            self._sent_status = None  # what was refused with it goes again, alone
+            self.mark_dirty()
             await self._refusal(err)
 
     async def _refusal(self, err: InvalidError) -> None:
@@ -274,7 +291,9 @@ class NodeController:
         if name and self._labels.get(MIG_CONFIG_STATE) != "failed":
             await self._fail(name)
 
-    async def _send_status(self, force: bool) -> None:
+    async def _send_status(self, force: bool, metadata: JSON | None = None) -> JSON | None:
+        """Patch the Node's status where it changed (always with ``force``), carrying
+        ``metadata`` (labels, annotations) in the same write; the Node if one was sent."""
         failure = self.sim.state.attestation_failure
         if self.devices is None:
             # A real kubelet owns the status: only the attestation condition is ours.
@@ -282,22 +301,27 @@ class NodeController:
                 await self.kube.patch_node_status(self.name, {"status": {
                     "conditions": [attestation_condition(failure)]}})
                 self._sent_attestation = failure
-            return
+            return None
         status = node_status(self.sim.hardware, self.devices.capacity(),
                              self.devices.allocatable(), attestation_failure=failure)
         resources = (status["status"]["capacity"], status["status"]["allocatable"], failure)
-        if not force and self._sent_status == {"r": resources}:
-            return
-        await self.kube.patch_node_status(self.name, status)
+        if not force and not metadata and self._sent_status == {"r": resources}:
+            return None
+        node = await self.kube.patch_node_status(
+            self.name, {**status, "metadata": metadata} if metadata else status)
         self._sent_status = {"r": resources}
+        return node
 
     async def _status_loop(self) -> None:
         while True:
             try:
                 await asyncio.wait_for(self._dirty.wait(), timeout=STATUS_HEARTBEAT_S)
                 await asyncio.sleep(DEBOUNCE_S)
-                self._dirty.clear()
-                await self._sync()
+                # A MIG change in flight reports the node once, when it ends; what
+                # changes meanwhile (its commits, the plugins re-advertising) waits.
+                async with self._applying:
+                    self._dirty.clear()
+                    await self._sync()
             except TimeoutError:
                 await self._send_status(force=True)
             except Exception:
@@ -426,4 +450,4 @@ class NodeController:
         text = (cm.get("data") or {}).get(MIG_CONFIGMAP_KEY)
         if text is None:
             raise ValueError(f"{where} has no {MIG_CONFIGMAP_KEY}")
-        return parse_mig_parted_config(text, where)
+        return _parsed(text, where)
