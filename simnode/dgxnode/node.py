@@ -163,9 +163,11 @@ class SimNode:
         return self.table
 
     def _commit(self, state: NodeState, kind: EventKind, gpu: int | None = None,
-                message: str = "") -> None:
+                message: str = "", persist: bool = True) -> None:
+        """Swap in ``state`` (saved first, unless ``persist`` is False: a step that the
+        same transaction's next commit supersedes, which subscribers still see)."""
         state = state.model_copy(update={"generation": self._state.generation + 1})
-        if self.store is not None:
+        if self.store is not None and persist:
             self.store.save(state)
         self._state = state
         self.feed.publish(NodeEvent(node=self.name, generation=state.generation, kind=kind,
@@ -389,8 +391,19 @@ class SimNode:
                         for p in plan.blocked for b in p.blockers]
             raise ApplyBlockedError(name, blockers, [f"GPU {p.gpu}: {p.reason}"
                                                      for p in plan.blocked])
-        self._set_config_state(name, "pending", None)
-        self._execute(plan, targets)
+        # Within one transaction: the steps before the outcome are published, and only
+        # the outcome is written (no other process can read the file in between).
+        saved = self._state
+        self._set_config_state(name, "pending", None, persist=False)
+        try:
+            self._execute(plan, targets)
+        except BaseException:
+            if self.store is not None:  # back to what the file holds
+                self._state = saved.model_copy(update={
+                    "generation": self._state.generation + 1})
+                self.feed.publish(NodeEvent(node=self.name, generation=self._state.generation,
+                                            kind="init", message="MIG config not applied"))
+            raise
         return plan
 
     @transaction
@@ -400,14 +413,14 @@ class SimNode:
             self._set_config_state(name, "failed", None)
 
     def _set_config_state(self, name: str, state: ConfigState,
-                          pending: PendingApply | None) -> None:
+                          pending: PendingApply | None, persist: bool = True) -> None:
         update = {"mig_config": name, "mig_config_state": state, "pending_apply": pending}
         self._commit(self._state.model_copy(update=update), "config", None,
-                     f"MIG config {name}: {state}")
+                     f"MIG config {name}: {state}", persist)
 
     def _execute(self, plan: NodePlan, targets: dict[int, GpuTarget]) -> None:
         if any(p.mode for p in plan.gpus if p.action == "reconfigure"):
-            self._set_config_state(plan.config, "rebooting", None)
+            self._set_config_state(plan.config, "rebooting", None, persist=False)
         new = self._state
         for gpu_plan in plan.gpus:
             target = targets.get(gpu_plan.gpu)
