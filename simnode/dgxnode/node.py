@@ -27,8 +27,15 @@ from dgxnode.devices import MigDevice, mig_devices
 from dgxnode.errors import AllocationError, ApplyBlockedError, Blocker, GpuBusyError, MigModeError
 from dgxnode.events import ChangeFeed, EventKind, NodeEvent, Subscriber
 from dgxnode.planning import NodePlan, allocated_gis, plan_gpu
-from dgxnode.publishing import build_inventory
-from dgxnode.state import CiState, ConfigState, GiState, GpuState, NodeState, PendingApply
+from dgxnode.publishing import Published, build_inventory, with_owners
+from dgxnode.state import (
+    CiState,
+    ConfigState,
+    GiState,
+    GpuState,
+    NodeState,
+    PendingApply,
+)
 from dgxnode.store import NodeStore
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
@@ -83,7 +90,7 @@ class SimNode:
 
     def __init__(self, state: NodeState, store: NodeStore | None = None) -> None:
         self._state = state
-        self._inventory: tuple[NodeState, NodeInventory] | None = None
+        self._inventory: Published | None = None
         self.store = store
         self.mutex = threading.RLock()
         """Held by every change and reload, so threads never interleave them."""
@@ -143,13 +150,24 @@ class SimNode:
         """The published view of the current state; built once per state (states are
         frozen and replaced on every commit), as the Node's status, labels and every
         device plugin ask for it after each change."""
+        return self.published().inventory
+
+    def published(self) -> Published:
+        """The current state with its inventory and layout key (all of one state).
+
+        A state that differs from the last one only in who holds which device (each
+        pod's start and end) reuses that inventory with the owners changed."""
         state = self._state
         cached = self._inventory
-        if cached is not None and cached[0] is state:
-            return cached[1]
-        inventory = build_inventory(self.hardware, self.table, state)
-        self._inventory = (state, inventory)
-        return inventory
+        if cached is not None and cached.state is state:
+            return cached
+        key = state.layout_key()
+        if cached is not None and cached.layout == key:
+            inventory = with_owners(cached.inventory, state)
+        else:
+            inventory = build_inventory(self.hardware, self.table, state)
+        self._inventory = Published(state, inventory, key)
+        return self._inventory
 
     def mig_devices(self, gpu: int) -> list[MigDevice]:
         if self.table is None:

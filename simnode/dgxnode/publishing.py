@@ -8,15 +8,23 @@ strategy; the plugin decides what to advertise under its own strategy.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from dgxnode.devices import mig_devices
-from dgxnode.state import GpuState, NodeState
+from dgxnode.state import GpuState, LayoutKey, NodeState
 from gpumodel.ids import DeviceID
 from gpumodel.inventory import GpuSummary, InventoryDevice, MigPlacement, NodeInventory
 from gpumodel.mig import ProfileTable
 from gpumodel.node import GpuHardware, NodeHardware
 from gpumodel.vocabulary import GPU_RESOURCE, mig_resource
+
+
+class Published(NamedTuple):
+    """One state of the node, its inventory and its layout key."""
+
+    state: NodeState
+    inventory: NodeInventory
+    layout: LayoutKey
 
 
 def _mode(enabled: bool) -> Literal["Enabled", "Disabled"]:
@@ -73,3 +81,13 @@ def _mig_entries(node: str, hw: GpuHardware, table: ProfileTable, gpu: GpuState,
                  else None),
             owner=state.allocations.get(dev.uuid)))
     return entries
+
+
+def with_owners(inventory: NodeInventory, state: NodeState) -> NodeInventory:
+    """``inventory`` (built from a state of the same layout) with the owners and generation
+    of ``state``: only the devices whose owner changed are copied."""
+    held = state.allocations
+    devices = tuple(d if d.owner == held.get(d.id)
+                    else d.model_copy(update={"owner": held.get(d.id)})
+                    for d in inventory.devices)
+    return inventory.model_copy(update={"devices": devices, "generation": state.generation})

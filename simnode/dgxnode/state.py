@@ -68,6 +68,12 @@ class PendingApply(_Frozen):
     targets: dict[int, GpuTarget]
 
 
+_HOLDINGS = frozenset({"generation", "allocations", "kubelet_assigned"})
+"""What every pod changes: which device is held by whom (and the count of commits)."""
+
+LayoutKey = tuple[object, ...]
+
+
 class NodeState(_Frozen):
     """Everything about a node that changes; persisted as JSON."""
 
@@ -92,6 +98,13 @@ class NodeState(_Frozen):
     """Self-encrypting drives lock at power-off and unlock with the node's key."""
     attestation_failure: str | None = None
     """Why the node's measured boot no longer verifies; None while it does."""
+
+    def layout_key(self) -> LayoutKey:
+        """Everything but who holds which device: two states with equal keys publish the
+        same devices, health, labels and layout, and differ at most in owners. The
+        fields a holding does not change are the same objects in both, so comparing
+        keys is cheap."""
+        return tuple(v for k, v in self.__dict__.items() if k not in _HOLDINGS)
 
     def gpu(self, index: int) -> GpuState:
         if not 0 <= index < len(self.gpus):

@@ -142,13 +142,21 @@ class NodeWiring:
 
 
 async def feed_from(sim: SimNode, feed: InventoryFeed) -> None:
+    """Give the device plugins each new layout; a change of owners alone (every pod's
+    start and end) is nothing they advertise, so it is not sent."""
     queue, unsubscribe = sim.changes()
     try:
+        _, inventory, last = sim.published()
+        if inventory is not feed.snapshot():  # changed since the feed was made
+            await feed.publish(inventory)
         while True:
             await queue.get()
             while not queue.empty():
                 queue.get_nowait()
-            await feed.publish(sim.inventory())
+            _, inventory, layout = sim.published()
+            if layout != last:
+                last = layout
+                await feed.publish(inventory)
     finally:
         unsubscribe()
 

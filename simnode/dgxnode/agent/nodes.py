@@ -31,6 +31,8 @@ from dgxnode.agent.objects import attestation_condition, node_object, node_statu
 from dgxnode.errors import ApplyBlockedError, SimnodeError
 from dgxnode.holdings import KubeletHoldings
 from dgxnode.node import SimNode
+from dgxnode.publishing import Published
+from dgxnode.state import LayoutKey
 from gpumodel.inventory import NodeInventory
 from gpumodel.labels import gfd_labels, label_patch, security_labels
 from gpumodel.migparted import MigPartedConfig, parse_mig_parted_config
@@ -75,14 +77,6 @@ Advertised = Callable[[NodeInventory], dict[str, int]]
 """What the node's device plugins advertise for an inventory: count per resource."""
 
 
-def _layout(inventory: NodeInventory) -> str:
-    """The inventory without what every pod changes (owners, generation)."""
-    return inventory.model_copy(update={
-        "generation": 0,
-        "devices": tuple(d.model_copy(update={"owner": None}) for d in inventory.devices),
-    }).model_dump_json(exclude_none=True)
-
-
 @functools.lru_cache(maxsize=8)
 def _parsed(text: str, where: str) -> MigPartedConfig:
     """A mig-parted ConfigMap's configs, parsed once per content (a relabel of every node
@@ -119,8 +113,10 @@ class NodeController:
     _sent_status: JSON | None = None
     _labels: dict[str, str] = field(default_factory=dict)
     _annotation: str | None = None
-    _sent_layout: str | None = None
-    """The inventory last sent, owners and generation left out."""
+    _sent_layout: LayoutKey | None = None
+    """The layout of the inventory last sent (all of it but owners and generation)."""
+    _labels_for: tuple[LayoutKey, dict[str, str]] | None = None
+    """The labels of the last layout: they do not change with owners."""
     _owners_sent: float = 0.0
     _owners_timer: asyncio.TimerHandle | None = None
     _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -192,11 +188,17 @@ class NodeController:
         self._sent_layout = None
 
     def _wanted_labels(self) -> dict[str, str]:
+        return self._labels_of(self.sim.published())
+
+    def _labels_of(self, now: Published) -> dict[str, str]:
+        if self._labels_for is not None and self._labels_for[0] == now.layout:
+            return self._labels_for[1]
         gpu = self.sim.hardware.gpus[0].device
-        state = self.sim.state
-        return {**gfd_labels(self.sim.inventory(), self.strategy, gpu),
-                **security_labels(state.kind, state.attestation_failure is None,
-                                  state.drives_locked)}
+        labels = {**gfd_labels(now.inventory, self.strategy, gpu),
+                  **security_labels(now.state.kind, now.state.attestation_failure is None,
+                                    now.state.drives_locked)}
+        self._labels_for = (now.layout, labels)
+        return labels
 
     def _wanted_taints(self) -> list[JSON] | None:
         """The Node's taints with the untrusted taint exactly while attestation fails;
@@ -210,8 +212,8 @@ class NodeController:
     def _inventory_json(self) -> str:
         return self.sim.inventory().model_dump_json(exclude_none=True)
 
-    def _owners_only(self, inventory: NodeInventory, layout: str, labels: JSON,
-                     taints: list[JSON] | None) -> bool:
+    def _owners_only(self, layout: LayoutKey, labels: JSON, taints: list[JSON] | None
+                     ) -> bool:
         """True when the inventory differs from the one sent in its owners alone and the
         last one went out less than :data:`OWNERS_REPORT_S` ago: it waits (a timer marks
         the node dirty when it is due)."""
@@ -230,27 +232,31 @@ class NodeController:
         return True
 
     async def _sync(self) -> None:
-        """Send status, then labels and the inventory annotation, where they changed.
+        """Send status, labels and the inventory annotation, where they changed.
 
-        Status goes first so that a reader who sees a new layout in the labels
-        finds its devices in allocatable.
+        Kubelet-less they go in one write; under a real kubelet status goes first.
+        Either way a reader who sees a new layout in the labels finds its devices in
+        allocatable.
         """
         patch: JSON = {}
-        labels = label_patch(self._labels, self._wanted_labels())
-        state = self.sim.state.mig_config_state
+        now = self.sim.published()
+        current, layout = now.inventory, now.layout
+        labels = label_patch(self._labels, self._labels_of(now))
+        state = current.mig_config_state
         if state == "success" and self._readvertising:
             state = None  # published once the plugins have re-advertised
         if state and self._labels.get(MIG_CONFIG_STATE) != state:
             labels[MIG_CONFIG_STATE] = state
         if labels:
             patch["labels"] = labels
-        current = self.sim.inventory()
-        inventory = current.model_dump_json(exclude_none=True)
-        layout = _layout(current)
         taints = self._wanted_taints()
-        if inventory != self._annotation and not self._owners_only(current, layout, labels,
-                                                                   taints):
-            patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
+        inventory = None
+        if not self._owners_only(layout, labels, taints):
+            inventory = current.model_dump_json(exclude_none=True)
+            if inventory != self._annotation:
+                patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
+            else:
+                self._sent_layout = layout  # the annotation already shows this layout
         body: JSON = {"metadata": patch} if patch else {}
         if taints is not None:
             body["spec"] = {"taints": taints}

@@ -149,3 +149,36 @@ def test_inventory_lists_what_the_plugin_needs() -> None:
     node.set_health(node.mig_devices(7)[0].uuid, True)
     assert node.inventory().device(node.mig_devices(7)[0].uuid).health == "Healthy"
     assert inv.mig_config == "all-balanced"
+
+
+def test_the_inventory_follows_every_change_of_owners_and_layout() -> None:
+    """The inventory of a state that differs only in owners is derived from the last
+    one; it must equal the inventory built from scratch, whatever the change."""
+    from dgxnode.publishing import build_inventory
+
+    node = SimNode.create("node-a")
+
+    def check() -> None:
+        assert node.inventory() == build_inventory(node.hardware, node.table, node.state)
+
+    check()
+    gpu0, gpu1 = node.hardware.gpus[0].uuid, node.hardware.gpus[1].uuid
+    node.allocate(gpu0, "default/a/main")
+    check()
+    node.allocate(gpu1, "default/b/main")
+    check()
+    node.release(gpu0)
+    check()
+    node.set_health(gpu1, False, xid=79)
+    check()
+    node.release(gpu1)
+    check()
+    node.apply("all-1g.5gb")
+    check()
+    mig = node.mig_devices(3)[2].uuid
+    node.allocate(mig, "default/c/main")
+    check()
+    assert node.inventory().device(mig).owner == "default/c/main"
+    node.release(mig)
+    check()
+    assert node.inventory().generation == node.state.generation

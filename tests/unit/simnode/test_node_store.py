@@ -136,3 +136,23 @@ def test_a_read_only_state_is_read_through_a_read_only_lock(
     with store.locked():
         assert SimNode.open(store).name == "node-a"
     assert modes[:2] == ["a+b", "rb"]
+
+
+def test_the_file_is_read_again_only_when_another_writer_replaced_or_changed_it(
+        tmp_path: Path) -> None:
+    store = NodeStore(tmp_path)
+    node = SimNode.create("node-a", store=store)
+    assert store.unchanged(), "the file this store just wrote"
+    other = SimNode.open(NodeStore(tmp_path))
+    assert store.unchanged(), "another reader changes nothing"
+    other.allocate(other.hardware.gpus[0].uuid, "default/a/main")
+    assert not store.unchanged(), "another writer replaced it"
+    assert node.refresh() and store.unchanged()
+    assert node.state.allocations == other.state.allocations
+    node.release(node.hardware.gpus[0].uuid)
+    assert store.unchanged(), "its own commit"
+    data = store.path.read_bytes()
+    store.path.write_bytes(data[:-10])  # rewritten in place, not replaced
+    assert not store.unchanged()
+    store.path.unlink()
+    assert not store.unchanged()
