@@ -174,12 +174,14 @@ def follow_state_file(sim: SimNode, watcher: DirWatcher) -> Callable[[], None] |
     as separate processes on the same state directory; the agent follows them.
     Every commit replaces the file by a rename, which the process's one inotify
     watcher reports: nothing polls while nothing changes, whatever the node count.
-    The agent's own commits are reported too; the reload (in a worker thread, as
-    it waits for the node's lock) finds their generation and keeps the state.
+    The agent's own commits are reported too: the file is then still the one the
+    store wrote, and nothing is read. Otherwise the reload runs in a worker thread
+    (it waits for the node's lock).
     """
-    if sim.store is None:
+    store = sim.store
+    if store is None:
         return None
-    path = sim.store.path
+    path = store.path
     loop = asyncio.get_running_loop()
     state: dict[str, asyncio.TimerHandle | asyncio.Task[None] | bool | None] = {
         "timer": None, "task": None, "again": False}
@@ -197,6 +199,8 @@ def follow_state_file(sim: SimNode, watcher: DirWatcher) -> Callable[[], None] |
 
     def fire() -> None:
         state["timer"] = None
+        if store.unchanged():  # the agent's own commit (a stat, no thread, no read)
+            return
         state["task"] = loop.create_task(reload(), name=f"reload {sim.name}")
 
     def schedule() -> None:

@@ -108,13 +108,23 @@ class Checkpoint:
         clash = [d for d in allocation.device_ids if d in taken and taken[d] != pod_uid]
         if clash:
             raise CheckpointError(f"devices {clash} are already held by another pod")
-        before = self._doc.model_copy(deep=True)
-        per_container = self._doc.pods.setdefault(pod_uid, {}).setdefault(container, {})
+        pods = self._doc.pods
+        had_pod = pod_uid in pods
+        had_container = had_pod and container in pods[pod_uid]
+        per_container = pods.setdefault(pod_uid, {}).setdefault(container, {})
+        previous = per_container.get(allocation.resource)
         per_container[allocation.resource] = allocation
         try:
             await self._save()
-        except CheckpointError:
-            self._doc = before  # not on disk, so not given
+        except CheckpointError:  # not on disk, so not given: back to what is
+            if previous is not None:
+                per_container[allocation.resource] = previous
+            elif not had_pod:
+                del pods[pod_uid]
+            elif not had_container:
+                del pods[pod_uid][container]
+            else:
+                del per_container[allocation.resource]
             raise
 
     async def release(self, pod_uid: str) -> None:
