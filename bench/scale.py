@@ -22,7 +22,12 @@ The machine may be shared: each figure is printed with the load average
 (``uptime``) at that moment. Figures only; nothing passes or fails.
 
     .venv/bin/python bench/scale.py [--nodes 20] [--pods 200] [--idle-window 15]
-    .venv/bin/python bench/scale.py --nodes 140 500 1000 --pods 1000
+    .venv/bin/python bench/scale.py --nodes 140 500 1000 --pods 1000 [--rounds 3]
+
+With ``--rounds R`` each side runs R bursts per size, alternating with the other
+side, and the medians are compared: on a shared host the machine's speed drifts
+by tens of percent within minutes, which a single back-to-back pair cannot tell
+from a difference between the sides.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -369,16 +375,22 @@ def report(runs: list[Run]) -> None:
     print("\n== pod burst (same pods, same control plane, back to back)")
     print(f"{'nodes':>6} {'pods':>6} {'side':>7} {'Ready s':>8} {'pods/s':>8} "
           f"{'ratio':>6} {'writes/pod':>10}  load during burst")
-    by_size: dict[int, dict[str, Run]] = {}
+    by_size: dict[int, list[Run]] = {}
     for r in runs:
-        by_size.setdefault(r.nodes, {})[r.side] = r
-    for n, sides in by_size.items():
-        kwok = sides.get("kwok")
-        for r in sides.values():
-            ratio = (f"{r.pods_per_s / kwok.pods_per_s:.2f}" if kwok and kwok.pods_per_s
+        by_size.setdefault(r.nodes, []).append(r)
+    for n, size_runs in by_size.items():
+        kwok = [r.pods_per_s for r in size_runs if r.side == "kwok"]
+        for r in size_runs:
+            ratio = (f"{r.pods_per_s / statistics.median(kwok):.2f}" if kwok and all(kwok)
                      else "-")
             print(f"{n:>6} {r.pods:>6} {r.side:>7} {r.ready_s:>8.1f} {r.pods_per_s:>8.1f} "
                   f"{ratio:>6} {r.writes_per_pod():>10.2f}  {r.burst_load}")
+        rates = {side: [r.pods_per_s for r in size_runs if r.side == side]
+                 for side in ("kwok", "dgxsim")}
+        if all(len(v) > 1 for v in rates.values()):
+            kwok_m, dgx_m = (statistics.median(rates[s]) for s in ("kwok", "dgxsim"))
+            print(f"{n:>6} median of {len(rates['kwok'])} bursts each, alternating: kwok "
+                  f"{kwok_m:.1f}, dgxsim {dgx_m:.1f} pods/s, ratio {dgx_m / kwok_m:.2f}")
     print("\n== CPU seconds during the burst / RSS MiB at its end / idle CPU % of a core")
     for r in runs:
         cells = [f"{_short(n)} {r.burst_cpu_s[n]:.1f}s/{r.rss[n]:.0f}M/{r.idle_pct[n]:.1f}%"
@@ -409,9 +421,12 @@ async def one_size(nodes: int, pods: int, args: argparse.Namespace) -> list[Run]
         kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig)]
         kube = await KubeClient.connect(plane.kubeconfig)
         try:
-            for side in args.sides:
-                runs.append(await run_side(side, plane, kube, kubectl, nodes, pods,
-                                           args.idle_window, args.settle))
+            # Sides alternate round by round: a machine whose speed drifts (a shared
+            # host) then weighs on both sides alike, and the medians compare them.
+            for _ in range(args.rounds):
+                for side in args.sides:
+                    runs.append(await run_side(side, plane, kube, kubectl, nodes, pods,
+                                               args.idle_window, args.settle))
         finally:
             await kube.close()
     return runs
@@ -434,6 +449,9 @@ def main() -> None:
                         help="pods per burst (default 8 per node, one per GPU, at most 1000)")
     parser.add_argument("--sides", nargs="+", choices=("kwok", "dgxsim"),
                         default=["kwok", "dgxsim"])
+    parser.add_argument("--rounds", type=int, default=1, metavar="R",
+                        help="bursts per side and size, the sides alternating (medians "
+                             "compared when R > 1)")
     parser.add_argument("--idle-window", type=float, default=15.0, metavar="S")
     parser.add_argument("--settle", type=float, default=10.0, metavar="S")
     args = parser.parse_args()

@@ -17,9 +17,10 @@ watch, and list again only when that version has expired.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import NamedTuple, NoReturn
+
+import orjson
 
 from kubewire.errors import ExpiredError, KubeError, MalformedError, error_for
 from kubewire.wire import JSON, resource_version_of
@@ -60,7 +61,7 @@ async def decode_events(chunks: AsyncIterable[bytes], what: str) -> AsyncIterato
 
 def _event(line: bytes, what: str) -> WatchEvent:
     try:
-        decoded = json.loads(line)
+        decoded = orjson.loads(line)
         event = WatchEvent(str(decoded["type"]), dict(decoded["object"]))
     except (ValueError, KeyError, TypeError) as err:
         raise MalformedError(what, 200, f"not a watch event: {line[:200]!r}") from err

@@ -17,10 +17,10 @@ characters. Recording is best effort, in
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubewire.errors import MalformedError, error_for, server_message
@@ -70,7 +70,7 @@ async def read_json(response: Any, what: str) -> JSON:
     if not body:
         return {}
     try:
-        decoded = json.loads(body)
+        decoded = orjson.loads(body)
     except ValueError as err:
         raise MalformedError(what, response.status, f"not JSON: {body[:200]!r}") from err
     if not isinstance(decoded, dict):
