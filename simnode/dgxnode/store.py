@@ -44,6 +44,7 @@ class NodeStore:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / STATE_FILE
         self._known = _KnownFile()
+        self._lock_key: Path | None = None
         weakref.finalize(self, self._known.forget)
 
     def exists(self) -> bool:
@@ -113,8 +114,10 @@ class NodeStore:
         that take it again); other threads of this process and other processes
         wait for it: a thread lock per directory, then the file lock.
         """
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        key = (self.state_dir / LOCK_FILE).resolve()
+        key = self._lock_key
+        if key is None:  # resolved once: every change of the node takes this lock
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            key = self._lock_key = (self.state_dir / LOCK_FILE).resolve()
         with _thread_lock(key):
             depth: dict[Path, int] = _local.__dict__.setdefault("depth", {})
             if depth.get(key):
@@ -143,7 +146,11 @@ def _open_lock_file(key: Path) -> Iterator[BinaryIO | None]:
     no lock file there only readers come, and every file is replaced in one rename."""
     handle: BinaryIO
     try:
-        handle = open(key, "a+b")  # noqa: SIM115
+        try:
+            handle = open(key, "a+b")  # noqa: SIM115
+        except FileNotFoundError:  # the directory was removed since: made again
+            key.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(key, "a+b")  # noqa: SIM115
     except OSError as err:
         if err.errno not in (errno.EROFS, errno.EACCES):
             raise
