@@ -156,3 +156,10 @@ def test_the_file_is_read_again_only_when_another_writer_replaced_or_changed_it(
     assert not store.unchanged()
     store.path.unlink()
     assert not store.unchanged()
+
+
+def test_a_node_is_created_in_a_directory_that_does_not_exist_yet(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "state" / "nodes" / "node-a")
+    node = SimNode.create("node-a", store=store)
+    node.allocate(node.hardware.gpus[0].uuid, "default/a/main")
+    assert SimNode.open(NodeStore(store.state_dir)).state == node.state
