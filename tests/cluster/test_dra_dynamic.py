@@ -74,6 +74,19 @@ def mig_layout(cluster: Cluster) -> dict[int, list[tuple[str, int]]]:
     return {g: sorted(v, key=lambda x: x[1]) for g, v in layout.items()}
 
 
+def instances(cluster: Cluster, count: int) -> dict[int, list[tuple[str, int]]]:
+    """The MIG layout once the node's inventory lists ``count`` instances: the node
+    reports its layout within a debounce of the change, independently of the pods'
+    status, so a pod seen Running may come just before the layout it runs on."""
+    def listed() -> dict[int, list[tuple[str, int]]] | None:
+        layout = mig_layout(cluster)
+        return layout if sum(len(v) for v in layout.values()) == count else None
+
+    found: dict[int, list[tuple[str, int]]] = wait_for(
+        f"{count} MIG instances in the node's inventory", listed, 30.0)
+    return found
+
+
 def test_slices_are_published_with_counters(control_plane: Cluster, agent: AgentProcess
                                             ) -> None:
     def whole_pool() -> list[dict[str, Any]] | None:
@@ -101,7 +114,7 @@ def test_seven_1g5gb_claims_share_a_gpu_and_an_eighth_takes_another(
           *(pod(f"small-{i}", "one-1g5gb", "25s") for i in range(8)))
     wait_for("eight pods running", lambda: phases(control_plane, namespace)["Running"] == 8,
              TIMEOUT_S)
-    layout = mig_layout(control_plane)
+    layout = instances(control_plane, 8)
     sizes = sorted(len(v) for v in layout.values())
     assert sizes == [1, 7], layout
     full = next(v for v in layout.values() if len(v) == 7)
@@ -130,7 +143,7 @@ def test_a_4g_and_three_1g_share_one_gpu(control_plane: Cluster, agent: AgentPro
           *(pod(f"small-{i}", "one-1g", "20s") for i in range(3)))
     wait_for("four pods running", lambda: phases(control_plane, namespace)["Running"] == 4,
              TIMEOUT_S)
-    layout = mig_layout(control_plane)
+    layout = instances(control_plane, 4)
     profiles = sorted(Counter(p for v in layout.values() for p, _ in v).items())
     assert profiles == [("1g.5gb", 3), ("4g.20gb", 1)]
     assert len(layout) in (1, 2)
@@ -204,7 +217,7 @@ def test_an_agent_restart_keeps_prepared_claims_and_prepares_nothing_twice(
           *(pod(f"kept-{i}", "kept", "40s") for i in range(3)))
     wait_for("three pods running", lambda: phases(control_plane, namespace)["Running"] == 3,
              TIMEOUT_S)
-    before = mig_layout(control_plane)
+    before = instances(control_plane, 3)
     devices = {p["metadata"]["name"]: p["metadata"]["annotations"]["dgxsim.io/devices"]
                for p in pods(control_plane, namespace)}
     prepared = agent.log.read_text().count(": prepared claim")
