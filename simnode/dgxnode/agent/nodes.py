@@ -321,15 +321,17 @@ class NodeController:
     async def _status_loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._dirty.wait(), timeout=STATUS_HEARTBEAT_S)
+                try:
+                    await asyncio.wait_for(self._dirty.wait(), timeout=STATUS_HEARTBEAT_S)
+                except TimeoutError:  # nothing changed for a while: the heartbeat
+                    await self._send_status(force=True)
+                    continue
                 await asyncio.sleep(DEBOUNCE_S)
                 # A MIG change in flight reports the node once, when it ends; what
                 # changes meanwhile (its commits, the plugins re-advertising) waits.
                 async with self._applying:
                     self._dirty.clear()
                     await self._sync()
-            except TimeoutError:
-                await self._send_status(force=True)
             except Exception:
                 log.exception("%s: status update failed; retrying", self.name)
                 await asyncio.sleep(1.0)
