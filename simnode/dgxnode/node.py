@@ -28,14 +28,7 @@ from dgxnode.errors import AllocationError, ApplyBlockedError, Blocker, GpuBusyE
 from dgxnode.events import ChangeFeed, EventKind, NodeEvent, Subscriber
 from dgxnode.planning import NodePlan, allocated_gis, plan_gpu
 from dgxnode.publishing import Published, build_inventory, with_owners
-from dgxnode.state import (
-    CiState,
-    ConfigState,
-    GiState,
-    GpuState,
-    NodeState,
-    PendingApply,
-)
+from dgxnode.state import CiState, ConfigState, GiState, GpuState, NodeState, PendingApply
 from dgxnode.store import NodeStore
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
@@ -417,10 +410,7 @@ class SimNode:
             self._execute(plan, targets)
         except BaseException:
             if self.store is not None:  # back to what the file holds
-                self._state = saved.model_copy(update={
-                    "generation": self._state.generation + 1})
-                self.feed.publish(NodeEvent(node=self.name, generation=self._state.generation,
-                                            kind="init", message="MIG config not applied"))
+                self._commit(saved, "init", None, "MIG config not applied", persist=False)
             raise
         return plan
 
