@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import shutil
@@ -67,6 +68,23 @@ from kubewire import ConflictError
 from localkube.dirwatch import DirWatcher, dir_watcher
 
 log = logging.getLogger(__name__)
+YOUNG_GC_THRESHOLD = 20_000
+"""Allocations between two collections of the youngest generation (Python's default 700)."""
+
+
+def settle_heap() -> None:
+    """Keep the cycle collector off what every node holds for the process's life.
+
+    The nodes' models, inventories and plugin servers, built at start, are most of
+    the heap, and each full collection walked them all again: a fifth of the
+    agent's CPU in a pod burst. Frozen after one collection, they are left out of
+    every later one. A pod's short-lived objects mostly die by reference count, so
+    the youngest generation is collected less often than Python's default.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)
 
 
 @dataclass(frozen=True)
@@ -345,6 +363,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
         for w in wirings:
             if w.dra is not None:  # the Node exists now: its slices can be published
                 w.dra.inventory_changed()
+        settle_heap()
         log.info("%d nodes up", len(wirings))
         print(f"node agent ready: {len(wirings)} nodes", flush=True)
         await stop.wait()
