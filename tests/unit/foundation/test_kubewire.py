@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -146,18 +147,69 @@ async def test_a_call_sends_raw_and_decodes_the_answer() -> None:
     await kube.close()
 
 
-async def test_a_patch_says_its_content_type() -> None:
-    kube, core = _kube(RawAnswer(200, b"{}"))
-    await kube.patch_pod_status("ml", "a", {"status": {}})
+class FakeSession:
+    """The generated client's aiohttp session, for the calls sent on it directly."""
+
+    def __init__(self, answer: RawAnswer | BaseException) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> RawAnswer:
+        self.calls.append((method, url, kwargs))
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+
+def _direct(answer: RawAnswer | BaseException, token: str | None = None
+            ) -> tuple[KubeClient, FakeSession]:
+    configuration = client.Configuration(host="https://127.0.0.1:6443")
+    if token is not None:
+        configuration.api_key = {"BearerToken": token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    kube = KubeClient(client.ApiClient(configuration))
+    session = FakeSession(answer)
+    kube._session = session
+    return kube, session
+
+
+async def test_a_patch_says_its_content_type_and_sends_json() -> None:
+    kube, session = _direct(RawAnswer(200, b'{"metadata": {"name": "a"}}'))
+    answer = await kube.patch_pod_status("ml", "a", {"status": {"phase": "Running"}})
     await kube.patch_node("dgx-0", {"metadata": {}})
-    assert core.calls[0][2]["_content_type"] == "application/strategic-merge-patch+json"
-    assert core.calls[1][2]["_content_type"] == "application/merge-patch+json"
+    assert answer == {"metadata": {"name": "a"}}
+    (method, url, sent), (_, node_url, node_sent) = session.calls
+    assert (method, url) == ("PATCH", "https://127.0.0.1:6443/api/v1/namespaces/ml/pods/a/status")
+    assert sent["headers"]["Content-Type"] == "application/strategic-merge-patch+json"
+    assert sent["headers"]["Accept"] == "application/json"
+    assert json.loads(sent["data"]) == {"status": {"phase": "Running"}}
+    assert node_url == "https://127.0.0.1:6443/api/v1/nodes/dgx-0"
+    assert node_sent["headers"]["Content-Type"] == "application/merge-patch+json"
+    await kube.close()
+
+
+async def test_a_direct_call_carries_the_bearer_token_and_the_client_headers() -> None:
+    kube, session = _direct(RawAnswer(200, b"{}"), token="t0k3n")
+    kube.api.user_agent = "dgxsim-test"
+    await kube.patch_lease("kube-node-lease", "dgx-0", {"spec": {}})
+    method, url, sent = session.calls[0]
+    assert (method, url) == ("PATCH", "https://127.0.0.1:6443/apis/coordination.k8s.io/v1/"
+                                      "namespaces/kube-node-lease/leases/dgx-0")
+    assert sent["headers"]["authorization"] == "Bearer t0k3n"
+    assert sent["headers"]["User-Agent"] == "dgxsim-test"
+    await kube.close()
+
+
+async def test_a_direct_call_refused_names_itself() -> None:
+    kube, _ = _direct(RawAnswer(422, b'{"message": "bad phase"}', "Unprocessable Entity"))
+    with pytest.raises(InvalidError, match="patch pod ml/a status: HTTP 422: bad phase"):
+        await kube.patch_pod_status("ml", "a", {"status": {"phase": "Nope"}})
     await kube.close()
 
 
 async def test_no_answer_is_unavailable_naming_the_call_with_the_cause() -> None:
     refused = aiohttp.ClientConnectionError("Connection refused")
-    kube, _ = _kube(refused)
+    kube, _ = _direct(refused)
     with pytest.raises(UnavailableError) as caught:
         await kube.patch_node_status("dgx-0", {})
     assert str(caught.value) == "patch node dgx-0 status: no answer: Connection refused"
@@ -184,10 +236,12 @@ async def test_delete_pod_tolerates_a_missing_pod_only_when_asked() -> None:
 
 
 async def test_events_are_best_effort() -> None:
-    kube, core = _kube(aiohttp.ClientConnectionError("down"))
+    kube, session = _direct(aiohttp.ClientConnectionError("down"))
     await kube.record_event({"metadata": {"name": "a", "namespace": "ml"}}, "Started", "m",
                             component="c")
-    assert core.calls[0][0] == "create_namespaced_event" and core.calls[0][1][0] == "ml"
+    method, url, sent = session.calls[0]
+    assert (method, url) == ("POST", "https://127.0.0.1:6443/api/v1/namespaces/ml/events")
+    assert json.loads(sent["data"])["reason"] == "Started"
     await kube.close()
 
 
