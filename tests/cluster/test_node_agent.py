@@ -292,6 +292,30 @@ def test_a_deleted_node_registers_again(control_plane: Cluster, agent: AgentProc
     wait_for("node registered again", back)
 
 
+def test_a_ready_condition_overwritten_by_another_writer_is_reported_again(
+        control_plane: Cluster, agent: AgentProcess) -> None:
+    """The node lifecycle controller marks Ready ``Unknown`` when it heard nothing in its
+    grace period; the node, seeing its Node say otherwise than it reported, reports
+    again at once (as the kubelet does), not at the 5-minute heartbeat."""
+    node = agent.names[1]
+    control_plane.kubectl("patch", "node", node, "--subresource=status", "--type=strategic",
+                          "-p", json.dumps({"status": {"conditions": [{
+                              "type": "Ready", "status": "Unknown",
+                              "reason": "NodeStatusUnknown",
+                              "message": "Kubelet stopped posting node status."}]}}))
+
+    def ready() -> dict[str, Any]:
+        conditions = control_plane.kubectl_json("get", "node", node)["status"]["conditions"]
+        return next(c for c in conditions if c["type"] == "Ready")
+
+    wait_for("Ready reported again", lambda: ready()["status"] == "True")
+    assert ready()["reason"] == "KubeletReady"
+    # The controller's unreachable taint, if it came, goes with the Unknown condition.
+    wait_for("no unreachable taint", lambda: not any(
+        t["key"] == "node.kubernetes.io/unreachable" for t in
+        control_plane.kubectl_json("get", "node", node)["spec"].get("taints") or []))
+
+
 def test_malformed_mig_parted_configmap_fails_the_node_with_the_parse_error(
         control_plane: Cluster, agent: AgentProcess) -> None:
     node = agent.names[0]

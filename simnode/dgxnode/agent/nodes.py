@@ -111,6 +111,10 @@ class NodeController:
     uid: str | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _sent_status: JSON | None = None
+    _sent_conditions: dict[str, str] = field(default_factory=dict)
+    """Condition type -> status, as this node last reported them."""
+    _resend: bool = False
+    """Another writer changed those conditions: the next update reports them again."""
     _labels: dict[str, str] = field(default_factory=dict)
     _annotation: str | None = None
     _sent_layout: LayoutKey | None = None
@@ -303,19 +307,24 @@ class NodeController:
         failure = self.sim.state.attestation_failure
         if self.devices is None:
             # A real kubelet owns the status: only the attestation condition is ours.
-            if failure != self._sent_attestation or force:
+            if failure != self._sent_attestation or force or self._resend:
+                attested = attestation_condition(failure)
                 await self.kube.patch_node_status(self.name, {"status": {
-                    "conditions": [attestation_condition(failure)]}})
+                    "conditions": [attested]}})
                 self._sent_attestation = failure
+                self._sent_conditions = {attested["type"]: attested["status"]}
+                self._resend = False
             return None
         status = node_status(self.sim.hardware, self.devices.capacity(),
                              self.devices.allocatable(), attestation_failure=failure)
         resources = (status["status"]["capacity"], status["status"]["allocatable"], failure)
-        if not force and not metadata and self._sent_status == {"r": resources}:
+        if not (force or self._resend or metadata) and self._sent_status == {"r": resources}:
             return None
         node = await self.kube.patch_node_status(
             self.name, {**status, "metadata": metadata} if metadata else status)
         self._sent_status = {"r": resources}
+        self._sent_conditions = {c["type"]: c["status"] for c in status["status"]["conditions"]}
+        self._resend = False
         return node
 
     async def _status_loop(self) -> None:
@@ -362,12 +371,35 @@ class NodeController:
             return
         self._labels = dict(node["metadata"].get("labels") or {})
         self._taints = list((node.get("spec") or {}).get("taints") or [])
+        self._notice_overwritten_conditions(node)
         wanted = self._labels.get(MIG_CONFIG)
         if wanted and (wanted != self.sim.state.mig_config
                        or self._labels.get(MIG_CONFIG_STATE) is None):
             self._start_apply(wanted, node)
         else:
             self.mark_dirty()
+
+    def _notice_overwritten_conditions(self, node: JSON) -> None:
+        """Where the Node's conditions say other than this node last reported (the node
+        lifecycle controller marks Ready ``Unknown`` when it heard nothing within its
+        grace period, after an agent or API server outage), report them again with the
+        next update, as the kubelet does when its status differs from the API
+        server's, instead of waiting for the 5-minute heartbeat."""
+        if not self._sent_conditions:
+            return
+        seen = {c.get("type"): c.get("status")
+                for c in (node.get("status") or {}).get("conditions") or []}
+        # A condition not there at all is an echo of the Node before this node's first
+        # report (its creation), not a change by someone else.
+        changed = sorted(kind for kind, status in self._sent_conditions.items()
+                         if kind in seen and seen[kind] != status)
+        if not changed:
+            return
+        log.info("%s: the Node's %s condition was changed by another writer; reporting "
+                 "the node's own again", self.name, ", ".join(changed))
+        self._sent_conditions = {}
+        self._resend = True
+        self.mark_dirty()
 
     def _start_apply(self, name: str, node: JSON) -> None:
         """Reconfigure in a task of its own, so the Node watch goes on to the next node
