@@ -404,7 +404,10 @@ def report(runs: list[Run]) -> None:
 
 
 @contextmanager
-def control_plane() -> Iterator[ControlPlane]:
+def control_plane(keep_logs: Path | None = None, label: str = "") -> Iterator[ControlPlane]:
+    """A control plane of its own in a temporary state directory, removed afterwards;
+    with ``keep_logs`` its components' logs (the fake kubelets' included) are copied
+    to ``keep_logs/label`` first."""
     state = Path(tempfile.mkdtemp(prefix="dgxscale", dir="/tmp"))
     plane = ControlPlane(state)
     plane.up()
@@ -412,12 +415,16 @@ def control_plane() -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.down()
+        if keep_logs is not None:
+            kept = keep_logs / label
+            shutil.copytree(plane.logs_dir, kept, dirs_exist_ok=True)
+            _say(f"logs kept in {kept}")
         shutil.rmtree(state, ignore_errors=True)
 
 
 async def one_size(nodes: int, pods: int, args: argparse.Namespace) -> list[Run]:
     runs = []
-    with control_plane() as plane:
+    with control_plane(args.keep_logs, f"{nodes}-nodes") as plane:
         kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(plane.kubeconfig)]
         kube = await KubeClient.connect(plane.kubeconfig)
         try:
@@ -454,6 +461,9 @@ def main() -> None:
                              "compared when R > 1)")
     parser.add_argument("--idle-window", type=float, default=15.0, metavar="S")
     parser.add_argument("--settle", type=float, default=10.0, metavar="S")
+    parser.add_argument("--keep-logs", type=Path, default=None, metavar="DIR",
+                        help="copy each size's component logs (the fake kubelets' "
+                             "included) to DIR/<N>-nodes before its state is removed")
     args = parser.parse_args()
     if "kwok" in args.sides:
         ensure_tools(("kwok",))
