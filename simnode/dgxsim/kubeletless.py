@@ -171,10 +171,10 @@ async def feed_from(sim: SimNode, feed: InventoryFeed) -> None:
             await queue.get()
             while not queue.empty():
                 queue.get_nowait()
-            _, inventory, layout = sim.published()
-            if layout != last:
-                last = layout
-                await feed.publish(inventory)
+            if sim.state.layout_key() == last:
+                continue  # owners alone: the inventory is not even built
+            _, inventory, last = sim.published()
+            await feed.publish(inventory)
     finally:
         unsubscribe()
 

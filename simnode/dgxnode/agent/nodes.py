@@ -110,6 +110,12 @@ class NodeController:
     so the change sees each pod's devices as held (None: the node's own records only)."""
     uid: str | None = None
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _other_change: bool = True
+    """Something besides the node's own state changed since the last update (the Node
+    as watched, the plugins' devices, a timer, a failed update): the next update
+    looks at everything, not only at the state."""
+    _synced_key: LayoutKey | None = None
+    """The layout of the state the last update looked at."""
     _sent_status: JSON | None = None
     _sent_conditions: dict[str, str] = field(default_factory=dict)
     """Condition type -> status, as this node last reported them."""
@@ -143,12 +149,24 @@ class NodeController:
         return self.sim.name
 
     def mark_dirty(self) -> None:
+        self._other_change = True
         self._dirty.set()
+
+    def _state_committed(self) -> None:
+        """The node's state changed (a commit of this process or of another)."""
+        self._dirty.set()
+
+    def _owners_wait(self) -> bool:
+        """True when nothing but owners changed since the last update and their report
+        is not yet due (its timer is set): a pod's start or end then costs the node
+        nothing until the timer fires, however many pods come and go meanwhile."""
+        return (not self._other_change and self._owners_timer is not None
+                and self.sim.state.layout_key() == self._synced_key)
 
     def devices_changed(self) -> None:
         """The device manager's devices changed (a plugin re-advertised)."""
         self._advertised.set()
-        self._dirty.set()
+        self.mark_dirty()
 
     async def start(self) -> None:
         await self._ensure_node()
@@ -157,7 +175,7 @@ class NodeController:
         loop = asyncio.get_running_loop()
 
         def changed(_event: object) -> None:
-            loop.call_soon_threadsafe(self.mark_dirty)
+            loop.call_soon_threadsafe(self._state_committed)
 
         self.sim.subscribe(changed)
         self._tasks = [asyncio.create_task(self._status_loop(), name=f"status {self.name}")]
@@ -243,8 +261,10 @@ class NodeController:
         allocatable.
         """
         patch: JSON = {}
+        self._other_change = False
         now = self.sim.published()
         current, layout = now.inventory, now.layout
+        self._synced_key = layout
         labels = label_patch(self._labels, self._labels_of(now))
         state = current.mig_config_state
         if state == "success" and self._readvertising:
@@ -315,11 +335,12 @@ class NodeController:
                 self._sent_conditions = {attested["type"]: attested["status"]}
                 self._resend = False
             return None
-        status = node_status(self.sim.hardware, self.devices.capacity(),
-                             self.devices.allocatable(), attestation_failure=failure)
-        resources = (status["status"]["capacity"], status["status"]["allocatable"], failure)
+        capacity, allocatable = self.devices.capacity(), self.devices.allocatable()
+        resources = (capacity, allocatable, failure)
         if not (force or self._resend or metadata) and self._sent_status == {"r": resources}:
             return None
+        status = node_status(self.sim.hardware, capacity, allocatable,
+                             attestation_failure=failure)
         node = await self.kube.patch_node_status(
             self.name, {**status, "metadata": metadata} if metadata else status)
         self._sent_status = {"r": resources}
@@ -340,11 +361,12 @@ class NodeController:
                 # changes meanwhile (its commits, the plugins re-advertising) waits.
                 async with self._applying:
                     self._dirty.clear()
-                    await self._sync()
+                    if not self._owners_wait():
+                        await self._sync()
             except Exception:
                 log.exception("%s: status update failed; retrying", self.name)
                 await asyncio.sleep(1.0)
-                self._dirty.set()
+                self.mark_dirty()
 
     async def _lease_loop(self) -> None:
         first = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -108,3 +109,84 @@ def test_a_condition_another_writer_changed_is_reported_again() -> None:
     assert len(quiet) == 1, "echoes of the node's own report are not answered"
     assert len(after) == 2, "an overwritten condition is reported again"
     assert after[-1]["status"]["conditions"][0]["status"] == "True"
+
+
+class AnnotationKube(RecordingKube):
+    """A kind-mode Node whose metadata patches (labels, the inventory annotation) are
+    recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.node_patches: list[JSON] = []
+        self.labels: dict[str, str] = {}
+
+    async def read_node(self, name: str) -> JSON:
+        return {"metadata": {"name": name, "uid": "u", "labels": dict(self.labels)}}
+
+    async def patch_node(self, name: str, body: JSON) -> JSON:
+        self.node_patches.append(body)
+        self.labels.update((body.get("metadata") or {}).get("labels") or {})
+        return await self.read_node(name)
+
+
+def _owners(patch: JSON) -> dict[str, str]:
+    text = patch["metadata"]["annotations"][nodes_module.INVENTORY_ANNOTATION]
+    return {d["id"]: d["owner"] for d in json.loads(text)["devices"] if d.get("owner")}
+
+
+def test_owner_changes_wait_for_their_report_and_a_layout_change_does_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pods starting and ending only move owners: within the report window the node
+    neither writes nor rebuilds its inventory for them; a health change goes out at
+    once and carries the owners of that moment."""
+    monkeypatch.setattr(nodes_module, "OWNERS_REPORT_S", 600.0)
+    monkeypatch.setattr(nodes_module, "DEBOUNCE_S", 0.01)
+
+    async def settle(controller: NodeController) -> None:
+        for _ in range(20):
+            await asyncio.sleep(0.03)
+            if not controller._dirty.is_set():
+                return
+
+    async def scenario() -> tuple[AnnotationKube, int, int, dict[str, str]]:
+        kube = AnnotationKube()
+        sim = SimNode.create("n")
+        gpus = [g.uuid for g in sim.hardware.gpus]
+        controller = NodeController(kube=kube, sim=sim, devices=None,  # type: ignore[arg-type]
+                                    strategy="mixed")
+        await controller.start()
+        try:
+            await settle(controller)
+            sim.allocate(gpus[0], "ns/first/main")  # sets the owners' report timer
+            await settle(controller)
+            reported = len(kube.node_patches)
+            looked = 0
+            real_sync = controller._sync
+
+            async def counted() -> None:
+                nonlocal looked
+                looked += 1
+                await real_sync()
+
+            monkeypatch.setattr(controller, "_sync", counted)
+            for i in range(1, 8):
+                sim.allocate(gpus[i], f"ns/p{i}/main")
+                await settle(controller)
+            sim.release(gpus[1])
+            await settle(controller)
+            quiet, looks = len(kube.node_patches) - reported, looked
+            sim.set_health(gpus[7], False, xid=79)
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(kube.node_patches) == reported and (
+                    asyncio.get_running_loop().time() < deadline):
+                await asyncio.sleep(0.02)
+            return kube, quiet, looks, {g: o for g, o in sim.state.allocations.items()}
+        finally:
+            await controller.stop()
+
+    kube, quiet, looked, held = asyncio.run(scenario())
+    assert quiet == 0, "owner changes inside the report window are not written one by one"
+    assert looked == 0, f"the node was looked over {looked} times for owner changes alone"
+    last = kube.node_patches[-1]
+    assert _owners(last) == held, "the layout change carries the owners of its moment"
+    assert '"Unhealthy"' in last["metadata"]["annotations"][nodes_module.INVENTORY_ANNOTATION]
