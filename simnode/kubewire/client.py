@@ -130,14 +130,15 @@ class KubeClient:
             raise wire_error(what, err) from err
 
     async def _send(self, what: str, method: str, path: str, body: JSON | None = None,
-                    content_type: str = JSON_TYPE) -> JSON:
+                    content_type: str = JSON_TYPE, *, answer: bool = True) -> JSON:
         """Make one call on the generated client's own session, without its machinery.
 
         For the calls a node agent makes per pod and per node (status patches,
         Leases, Events): the generated path serialises the body twice over and builds
         its headers and parameters anew each time, which cost as much CPU as the
         request itself. Headers, authentication (a bearer token refreshed as the
-        generated client refreshes it), TLS, proxy and errors are the same.
+        generated client refreshes it), TLS, proxy and errors are the same. Without
+        ``answer`` the object the server sends back is not decoded (an empty dict).
         """
         api = self.api
         headers = {**api.default_headers, "Accept": JSON_TYPE, "Content-Type": content_type}
@@ -146,7 +147,7 @@ class KubeClient:
             response = await self._session.request(
                 method, f"{api.configuration.host}{path}", headers=headers,
                 data=None if body is None else orjson.dumps(body), **self._request_options)
-            return await read_json(response, what)
+            return await read_json(response, what, decode=answer)
         except WIRE_ERRORS as err:
             raise wire_error(what, err) from err
 
@@ -204,10 +205,12 @@ class KubeClient:
 
     # ------------------------------------------------------------ leases
 
-    async def patch_lease(self, namespace: str, name: str, patch: JSON) -> JSON:
+    async def patch_lease(self, namespace: str, name: str, patch: JSON, *,
+                          answer: bool = True) -> JSON:
+        """A JSON merge patch of the Lease; the Lease, or {} without ``answer``."""
         return await self._send(f"patch lease {namespace}/{name}", "PATCH",
                                 f"/apis/coordination.k8s.io/v1/namespaces/{_segment(namespace)}"
-                                f"/leases/{_segment(name)}", patch, MERGE_PATCH)
+                                f"/leases/{_segment(name)}", patch, MERGE_PATCH, answer=answer)
 
     async def create_lease(self, namespace: str, body: JSON) -> JSON:
         return await self._call(f"create lease {namespace}/{body['metadata']['name']}",
@@ -245,10 +248,13 @@ class KubeClient:
         return await self._send(f"patch pod {namespace}/{name}", "PATCH",
                                 _pod_path(namespace, name), patch, MERGE_PATCH)
 
-    async def patch_pod_status(self, namespace: str, name: str, patch: JSON) -> JSON:
-        """A strategic merge patch of the pod's status (conditions merge by type)."""
+    async def patch_pod_status(self, namespace: str, name: str, patch: JSON, *,
+                               answer: bool = True) -> JSON:
+        """A strategic merge patch of the pod's status (conditions merge by type); the
+        pod, or {} without ``answer`` (a node agent's writes need no pod back)."""
         return await self._send(f"patch pod {namespace}/{name} status", "PATCH",
-                                _pod_path(namespace, name) + "/status", patch, STRATEGIC_PATCH)
+                                _pod_path(namespace, name) + "/status", patch, STRATEGIC_PATCH,
+                                answer=answer)
 
     async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None,
                          grace_period_s: int | None = None, missing_ok: bool = False) -> None:

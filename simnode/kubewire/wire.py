@@ -51,8 +51,9 @@ def resource_version_of(obj: JSON) -> str | None:
     return str(version) if version else None
 
 
-async def read_json(response: Any, what: str) -> JSON:
-    """The decoded body of a raw answer to call ``what``.
+async def read_json(response: Any, what: str, *, decode: bool = True) -> JSON:
+    """The decoded body of a raw answer to call ``what`` (with ``decode`` false, a
+    successful answer is read but not decoded: an empty dict).
 
     A non-2xx answer raises the :class:`~kubewire.errors.KubeError` for its
     status, chained from the ``ApiException`` the generated client would have
@@ -67,7 +68,7 @@ async def read_json(response: Any, what: str) -> JSON:
         response.release()
         detail = server_message(text) or str(response.reason or "")
         raise error_for(what, response.status, detail) from cause
-    if not body:
+    if not body or not decode:
         return {}
     try:
         decoded = orjson.loads(body)

@@ -29,7 +29,7 @@ class Kube(KubeClient):
         spec = {"holderIdentity": node, "leaseDurationSeconds": duration_s,
                 "renewTime": now_micro()}
         try:
-            await self.patch_lease(LEASE_NAMESPACE, node, {"spec": spec})
+            await self.patch_lease(LEASE_NAMESPACE, node, {"spec": spec}, answer=False)
         except NotFoundError:
             meta: JSON = {"name": node, "namespace": LEASE_NAMESPACE}
             if owner_uid:

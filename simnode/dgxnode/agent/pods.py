@@ -322,7 +322,8 @@ class PodController:
         # also sees its devices (pods/status takes the pod's annotations too).
         annotations = self._announcement(pod, devices, plan, started)
         await self._api(lambda: self.kube.patch_pod_status(meta["namespace"], meta["name"], {
-            "metadata": {"annotations": annotations}, **running_status(pod, started_at)}))
+            "metadata": {"annotations": annotations}, **running_status(pod, started_at)},
+            answer=False))
         log.debug("pod %s/%s started: devices %s; run time: %s", meta["namespace"],
                   meta["name"], annotations[DEVICES_ANNOTATION], plan.reason)
         self.admitted += 1
@@ -350,7 +351,7 @@ class PodController:
         async with self._ending(pod):
             await self._api(lambda: self.kube.patch_pod_status(meta["namespace"], meta["name"], {
                 "metadata": {"annotations": {SIM_FINISHED_ANNOTATION: f"{finish:.3f}"}},
-                **terminated_status(pod, started_at, 0, "Completed")}))
+                **terminated_status(pod, started_at, 0, "Completed")}, answer=False))
         self.running.pop(uid, None)
         self.left_alone.pop(uid, None)
         self.completed += 1
@@ -487,7 +488,8 @@ class PodController:
                                   host=pod["spec"]["nodeName"])
             try:
                 await self._api(lambda: self.kube.patch_pod_status(
-                    meta["namespace"], meta["name"], rejected_status(reason, message)))
+                    meta["namespace"], meta["name"], rejected_status(reason, message),
+                    answer=False))
             except Exception as err:
                 log.error("pod %s/%s: its Failed status was refused too: %s",
                           meta["namespace"], meta["name"], err)

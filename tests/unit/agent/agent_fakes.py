@@ -42,7 +42,8 @@ class FakeKube:
         self.patches.append((namespace, name, patch))
         return {}
 
-    async def patch_pod_status(self, namespace: str, name: str, patch: JSON) -> JSON:
+    async def patch_pod_status(self, namespace: str, name: str, patch: JSON, *,
+                               answer: bool = True) -> JSON:
         self._maybe_refuse("patch_pod_status", patch["status"].get("phase"))
         self.writes.append(("patch_pod_status", name))
         if "metadata" in patch:  # pods/status takes annotations along with the status

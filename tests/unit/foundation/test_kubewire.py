@@ -188,6 +188,17 @@ async def test_a_patch_says_its_content_type_and_sends_json() -> None:
     await kube.close()
 
 
+async def test_a_write_without_its_answer_is_not_decoded_but_still_refused() -> None:
+    kube, _ = _direct(RawAnswer(200, b"<not decoded>"))
+    assert await kube.patch_pod_status("ml", "a", {"status": {}}, answer=False) == {}
+    assert await kube.patch_lease("kube-node-lease", "dgx-0", {}, answer=False) == {}
+    await kube.close()
+    kube, _ = _direct(RawAnswer(422, b'{"message": "bad phase"}', "Unprocessable Entity"))
+    with pytest.raises(InvalidError, match="patch pod ml/a status: HTTP 422: bad phase"):
+        await kube.patch_pod_status("ml", "a", {"status": {"phase": "Nope"}}, answer=False)
+    await kube.close()
+
+
 async def test_a_direct_call_carries_the_bearer_token_and_the_client_headers() -> None:
     kube, session = _direct(RawAnswer(200, b"{}"), token="t0k3n")
     kube.api.user_agent = "dgxsim-test"
