@@ -96,12 +96,15 @@ class NodeStore:
             return f"node state {self.path.name} was unreadable ({err}); set aside as {aside.name}"
         return None
 
-    def save(self, state: NodeState) -> None:
-        """Replace the file with ``state`` in one atomic step."""
+    def save(self, state: NodeState, durable: bool = True) -> None:
+        """Replace the file with ``state`` in one atomic step; fsynced with its directory
+        unless not ``durable`` (a change the node rebuilds at start from its device
+        checkpoint and the API server: who holds which device)."""
         # World-readable: job containers (any user) read it for nvidia-smi, as they
         # would query a real driver; the node's layout is no secret.
         self._known.forget()
-        atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n", mode=0o644)
+        atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n", mode=0o644,
+                          sync="file-and-directory" if durable else "none")
         # Callers hold the directory's lock, so the file just renamed into place is ours.
         with self.path.open("rb") as handle:
             self._known.remember(handle.fileno())

@@ -74,7 +74,8 @@ class Checkpoint:
         # Serialised on the loop (a snapshot), written in a thread.
         text = self._doc.model_dump_json(indent=1)
         try:
-            await asyncio.to_thread(atomic_write_text, self.path, text)
+            # Fsynced, its directory not: as the kubelet writes its checkpoint.
+            await asyncio.to_thread(atomic_write_text, self.path, text, None, "file")
         except OSError as err:
             raise CheckpointError(f"device checkpoint {self.path} cannot be written: "
                                   f"{err.strerror or err}") from err

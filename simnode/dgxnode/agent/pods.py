@@ -421,7 +421,7 @@ class PodController:
                 for resource, count in wanted.items():
                     alloc = await self._allocate(node, uid, container, resource, count)
                     for device_id in alloc.device_ids:
-                        # The node's state file is locked and fsynced: off the loop.
+                        # The node's state file is locked and rewritten: off the loop.
                         await asyncio.to_thread(node.sim.allocate, device_id, owner)
                     held[resource] = held.get(resource, ()) + alloc.device_ids
             if node.claims is not None:
