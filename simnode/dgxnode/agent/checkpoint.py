@@ -75,7 +75,7 @@ class Checkpoint:
         text = self._doc.model_dump_json(indent=1)
         try:
             # Fsynced, its directory not: as the kubelet writes its checkpoint.
-            await asyncio.to_thread(atomic_write_text, self.path, text, None, "file")
+            await asyncio.to_thread(atomic_write_text, self.path, text, sync="file")
         except OSError as err:
             raise CheckpointError(f"device checkpoint {self.path} cannot be written: "
                                   f"{err.strerror or err}") from err

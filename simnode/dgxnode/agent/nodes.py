@@ -116,7 +116,8 @@ class NodeController:
     looks at everything, not only at the state."""
     _synced_key: LayoutKey | None = None
     """The layout of the state the last update looked at."""
-    _sent_status: JSON | None = None
+    _sent_resources: tuple[dict[str, int], dict[str, int], str | None] | None = None
+    """Capacity, allocatable and attestation failure as last reported (None: report)."""
     _sent_conditions: dict[str, str] = field(default_factory=dict)
     """Condition type -> status, as this node last reported them."""
     _resend: bool = False
@@ -302,7 +303,7 @@ class NodeController:
                     self._owners_sent = time.monotonic()
         except InvalidError as err:
             self._refused = body
-            self._sent_status = None  # what was refused with it goes again, alone
+            self._sent_resources = None  # what was refused with it goes again, alone
             self.mark_dirty()
             await self._refusal(err)
 
@@ -337,13 +338,13 @@ class NodeController:
             return None
         capacity, allocatable = self.devices.capacity(), self.devices.allocatable()
         resources = (capacity, allocatable, failure)
-        if not (force or self._resend or metadata) and self._sent_status == {"r": resources}:
+        if not (force or self._resend or metadata) and self._sent_resources == resources:
             return None
         status = node_status(self.sim.hardware, capacity, allocatable,
                              attestation_failure=failure)
         node = await self.kube.patch_node_status(
             self.name, {**status, "metadata": metadata} if metadata else status)
-        self._sent_status = {"r": resources}
+        self._sent_resources = resources
         self._sent_conditions = {c["type"]: c["status"] for c in status["status"]["conditions"]}
         self._resend = False
         return node
@@ -387,7 +388,7 @@ class NodeController:
         """React to our Node object as seen by the watch: deletion, MIG config label."""
         if kind == "DELETED":
             log.warning("Node %s was deleted; registering it again", self.name)
-            self._labels, self._annotation, self._sent_status = {}, None, None
+            self._labels, self._annotation, self._sent_resources = {}, None, None
             await self._ensure_node()
             await self._sync()
             return

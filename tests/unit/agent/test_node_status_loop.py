@@ -180,7 +180,7 @@ def test_owner_changes_wait_for_their_report_and_a_layout_change_does_not(
             while len(kube.node_patches) == reported and (
                     asyncio.get_running_loop().time() < deadline):
                 await asyncio.sleep(0.02)
-            return kube, quiet, looks, {g: o for g, o in sim.state.allocations.items()}
+            return kube, quiet, looks, dict(sim.state.allocations)
         finally:
             await controller.stop()
 
