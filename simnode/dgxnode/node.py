@@ -178,13 +178,14 @@ class SimNode:
         """Swap in ``state`` (saved first, unless ``persist`` is False: a step that the
         same transaction's next commit supersedes, which subscribers still see).
 
-        A change of who holds which device (each pod's start and end) is saved without
-        fsync: the node agent rebuilds it at start from the device checkpoint and the
-        pods the API server records, so a power loss costs nothing, and a pod's start
-        costs the disk no journal commit. Every other change is fsynced."""
+        A change of who holds which device alone (each pod's start and end) goes to
+        the store's journal, one line not fsynced: the node agent rebuilds it at start
+        from the device checkpoint and the pods the API server records, so a power
+        loss costs nothing, and a pod's start costs the disk no rename. Every other
+        change rewrites the state file, fsynced (:mod:`dgxnode.store`)."""
         state = state.model_copy(update={"generation": self._state.generation + 1})
         if self.store is not None and persist:
-            self.store.save(state, durable=kind != "allocation")
+            self.store.save(state)
         self._state = state
         self.feed.publish(NodeEvent(node=self.name, generation=state.generation, kind=kind,
                                     gpu=gpu, message=message))

@@ -68,7 +68,7 @@ class PendingApply(_Frozen):
     targets: dict[int, GpuTarget]
 
 
-_HOLDINGS = frozenset({"generation", "allocations", "kubelet_assigned"})
+HOLDINGS = ("generation", "allocations", "kubelet_assigned")
 """What every pod changes: which device is held by whom (and the count of commits)."""
 
 LayoutKey = tuple[object, ...]
@@ -104,7 +104,7 @@ class NodeState(_Frozen):
         same devices, health, labels and layout, and differ at most in owners. The
         fields a holding does not change are the same objects in both, so comparing
         keys is cheap."""
-        return tuple(v for k, v in self.__dict__.items() if k not in _HOLDINGS)
+        return tuple(v for k, v in self.__dict__.items() if k not in HOLDINGS)
 
     def gpu(self, index: int) -> GpuState:
         if not 0 <= index < len(self.gpus):

@@ -1,4 +1,5 @@
-"""Persistence of a node's state: one JSON file, written atomically.
+"""Persistence of a node's state: one JSON file, written atomically, and a journal
+of who holds which device.
 
 A node must come back after a restart exactly as it was (MIG layout and
 allocations), and a damaged file must never be mistaken for "no node": that
@@ -8,10 +9,23 @@ old file; reads that fail to parse raise :class:`StateCorruptError` and leave
 the file where it is. A lock file serialises processes that share a state
 directory (the daemon, ``dgxsim`` commands, ``nvidia-smi`` in containers).
 
+Every pod's start and end changes only who holds which device
+(:data:`dgxnode.state.HOLDINGS`). Such a change is appended to the journal
+``node.holdings`` as one line (the holdings whole, and the generation of the
+``node.json`` they extend) instead of rewriting ``node.json``: one small write,
+where a rename costs the file system a journal transaction. The last complete
+line of the journal that extends the current ``node.json`` holds the node's
+holdings; any other change (layout, health, mode) rewrites ``node.json`` whole
+and removes the journal, as does a journal grown past :data:`JOURNAL_LIMIT`.
+Lines are not fsynced (the node agent rebuilds holdings at start from its
+device checkpoint and the API server); every change of the node itself is,
+with its directory.
+
 Every change of a node first takes in what other processes committed, so the
-store remembers the file it last read or wrote and can tell, from one ``stat``,
-that the file has not been replaced since: it keeps that file open, so its inode
-cannot be freed and handed to a later file while the two are compared.
+store remembers the files it last read or wrote and can tell, from a ``stat``
+of each, that neither has changed since: it keeps ``node.json`` open, so its
+inode cannot be freed and handed to a later file while the two are compared,
+and the journal only grows between rewrites of ``node.json``.
 """
 
 from __future__ import annotations
@@ -27,14 +41,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dgxnode.errors import StateCorruptError, StateError, StateNotFoundError
-from dgxnode.state import NodeState
+from dgxnode.state import HOLDINGS, NodeState
 from localkube.files import atomic_write_text
 
 STATE_FILE = "node.json"
+JOURNAL_FILE = "node.holdings"
 LOCK_FILE = ".node.lock"
+JOURNAL_LIMIT = 256 * 1024
+"""Bytes past which the journal is folded into ``node.json``."""
+
+
+class _Holdings(BaseModel):
+    """One line of the journal: the node's holdings after a change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: int = Field(ge=0)
+    """The generation of the ``node.json`` these holdings extend."""
+    generation: int = Field(ge=0)
+    allocations: dict[str, str]
+    kubelet_assigned: tuple[str, ...]
 
 
 class NodeStore:
@@ -43,7 +72,10 @@ class NodeStore:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / STATE_FILE
+        self.journal = self.state_dir / JOURNAL_FILE
         self._known = _KnownFile()
+        self._base: NodeState | None = None
+        """``node.json`` as last read or written (holdings in the journal extend it)."""
         self._lock_key: Path | None = None
         weakref.finalize(self, self._known.forget)
 
@@ -53,7 +85,7 @@ class NodeStore:
     def unchanged(self) -> bool:
         """True if the file is still the one this store last read or wrote (no other
         process has committed since); False when in doubt."""
-        return self._known.matches(self.path)
+        return self._known.matches(self.path, self.journal)
 
     def load(self) -> NodeState:
         """The stored state; typed errors for a missing or unreadable file."""
@@ -68,18 +100,40 @@ class NodeStore:
             self._known.forget()
             raise StateError(f"cannot read node state {self.path}: {err.strerror}") from err
         try:
-            raw = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            base = _parse(self.path, data)
+            holdings = self._read_journal(base.generation)
+        except StateError:
             self._known.forget()
-            raise StateCorruptError(self.path, f"not valid JSON after {len(data)} bytes: "
-                                    f"{err}") from err
+            raise
+        self._base = base
+        if holdings is None:
+            return base
+        return base.model_copy(update=holdings.model_dump(exclude={"base"}))
+
+    def _read_journal(self, base: int) -> _Holdings | None:
+        """The holdings the journal records on top of ``node.json`` of generation
+        ``base``: its last complete line, if it extends that file."""
         try:
-            return NodeState.model_validate(raw)
+            with self.journal.open("rb") as handle:
+                data = handle.read()
+                ino = os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            self._known.remember_journal(None)
+            return None
+        except OSError as err:
+            raise StateError(f"cannot read {self.journal}: {err.strerror}") from err
+        self._known.remember_journal((ino, len(data)))
+        lines = data.split(b"\n")[:-1]  # a last line without its newline is torn: not one
+        if not lines:
+            return None
+        try:
+            holdings = _Holdings.model_validate_json(lines[-1])
         except ValidationError as err:
-            self._known.forget()
             first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "document"
-            raise StateCorruptError(self.path, f"{where}: {first['msg']}") from err
+            where = ".".join(str(p) for p in first["loc"]) or "line"
+            raise StateCorruptError(self.journal, f"line {len(lines)}: {where}: "
+                                    f"{first['msg']}") from err
+        return holdings if holdings.base == base and holdings.generation > base else None
 
     def set_aside_if_damaged(self) -> str | None:
         """Move a file that cannot be loaded to ``node.json.damaged``; say why, or None.
@@ -91,23 +145,54 @@ class NodeStore:
         try:
             self.load()
         except StateCorruptError as err:
-            aside = self.path.with_name(self.path.name + ".damaged")
-            self.path.replace(aside)
-            return f"node state {self.path.name} was unreadable ({err}); set aside as {aside.name}"
+            aside = err.path.with_name(err.path.name + ".damaged")
+            err.path.replace(aside)
+            what = "node state" if err.path == self.path else "device holdings journal"
+            return f"{what} {err.path.name} was unreadable ({err}); set aside as {aside.name}"
         return None
 
-    def save(self, state: NodeState, durable: bool = True) -> None:
-        """Replace the file with ``state`` in one atomic step; fsynced with its directory
-        unless not ``durable`` (a change the node rebuilds at start from its device
-        checkpoint and the API server: who holds which device)."""
+    def save(self, state: NodeState) -> None:
+        """Commit ``state``: a change of holdings alone is appended to the journal;
+        anything else replaces ``node.json`` in one atomic step, fsynced with its
+        directory, and removes the journal. Callers hold the directory's lock."""
+        base = self._base
+        if base is not None and base.node == state.node and (
+                state.layout_key() == base.layout_key()):
+            line = _Holdings.model_construct(base=base.generation, **{
+                k: getattr(state, k) for k in HOLDINGS}).model_dump_json().encode() + b"\n"
+            if self._known.journal_size() + len(line) <= JOURNAL_LIMIT:
+                self._append(line)
+                return
+            self._replace(state, durable=False)  # holdings alone: folded in, no fsync
+            return
+        self._replace(state, durable=True)
+
+    def _append(self, line: bytes) -> None:
+        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        self._known.remember_journal((st.st_ino, st.st_size))
+        if written != len(line):  # a full disk mid-line: torn, so not a line; say so
+            raise StateError(f"cannot write {self.journal}: only {written} of {len(line)} "
+                             f"bytes written")
+
+    def _replace(self, state: NodeState, durable: bool) -> None:
         # World-readable: job containers (any user) read it for nvidia-smi, as they
         # would query a real driver; the node's layout is no secret.
         self._known.forget()
+        self._base = None
         atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n", mode=0o644,
                           sync="file-and-directory" if durable else "none")
+        # Its holdings are in the file now: lines that extend an older one go.
+        self.journal.unlink(missing_ok=True)
         # Callers hold the directory's lock, so the file just renamed into place is ours.
         with self.path.open("rb") as handle:
             self._known.remember(handle.fileno())
+        self._known.remember_journal(None)
+        self._base = state
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -173,6 +258,16 @@ class _KnownFile:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._seen: tuple[int, int, int, int] | None = None
+        self._journal: tuple[int, int] | None = None
+        """The journal's inode and size as last read or written (None: there was none)."""
+
+    def remember_journal(self, seen: tuple[int, int] | None) -> None:
+        with self._lock:
+            self._journal = seen
+
+    def journal_size(self) -> int:
+        with self._lock:
+            return 0 if self._journal is None else self._journal[1]
 
     def remember(self, fd: int) -> None:
         held = os.dup(fd)
@@ -189,7 +284,7 @@ class _KnownFile:
         if old is not None:
             os.close(old)
 
-    def matches(self, path: Path) -> bool:
+    def matches(self, path: Path, journal: Path) -> bool:
         with self._lock:
             if self._fd is None or self._seen is None:
                 return False
@@ -197,6 +292,15 @@ class _KnownFile:
                 st = os.stat(path)
                 held = os.fstat(self._fd)
             except OSError:
+                return False
+            try:
+                js = os.stat(journal)
+                journal_now: tuple[int, int] | None = (js.st_ino, js.st_size)
+            except FileNotFoundError:
+                journal_now = None
+            except OSError:
+                return False
+            if journal_now != self._journal:
                 return False
             now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             # The same inode (it cannot have been reused: it is held open), not rewritten
@@ -214,3 +318,17 @@ _locks_guard = threading.Lock()
 def _thread_lock(key: Path) -> threading.RLock:
     with _locks_guard:
         return _locks.setdefault(key, threading.RLock())
+
+
+def _parse(path: Path, data: bytes) -> NodeState:
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StateCorruptError(path, f"not valid JSON after {len(data)} bytes: "
+                                f"{err}") from err
+    try:
+        return NodeState.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise StateCorruptError(path, f"{where}: {first['msg']}") from err

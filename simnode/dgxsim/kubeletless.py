@@ -190,11 +190,11 @@ def follow_state_file(sim: SimNode, watcher: DirWatcher) -> Callable[[], None] |
 
     ``dgxsim fault inject``, ``dgxsim mig apply`` and ``nvidia-smi mig -cgi`` run
     as separate processes on the same state directory; the agent follows them.
-    Every commit replaces the file by a rename, which the process's one inotify
-    watcher reports: nothing polls while nothing changes, whatever the node count.
-    The agent's own commits are reported too: the file is then still the one the
-    store wrote, and nothing is read. Otherwise the reload runs in a worker thread
-    (it waits for the node's lock).
+    Every commit replaces the file by a rename or appends to the store's journal,
+    which the process's one inotify watcher reports: nothing polls while nothing
+    changes, whatever the node count. The agent's own commits are reported too:
+    the files are then still the ones the store wrote, and nothing is read.
+    Otherwise the reload runs in a worker thread (it waits for the node's lock).
     """
     store = sim.store
     if store is None:
@@ -226,15 +226,16 @@ def follow_state_file(sim: SimNode, watcher: DirWatcher) -> Callable[[], None] |
             state["timer"] = loop.call_later(REFRESH_S, fire)
 
     def changed(name: str) -> None:
-        if name != path.name:
+        if name not in names:
             return
         if state["task"] is not None:
             state["again"] = True
         else:
             schedule()
 
+    names = {path.name, store.journal.name}
     path.parent.mkdir(parents=True, exist_ok=True)
-    unwatch = watcher.watch(path.parent, changed)
+    unwatch = watcher.watch(path.parent, changed, modified=True)
 
     def stop() -> None:
         unwatch()

@@ -25,14 +25,15 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-IN_CREATE, IN_DELETE, IN_MOVED_FROM, IN_MOVED_TO = 0x100, 0x200, 0x40, 0x80
+IN_MODIFY, IN_CREATE, IN_DELETE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x100, 0x200, 0x40, 0x80
 IN_NONBLOCK, IN_CLOEXEC = 0o4000, 0o2000000
 WATCHED = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
 EVENT = struct.Struct("iIII")
 POLL_INTERVAL_S = 1.0
 
 Listener = Callable[[str], None]
-"""Called with the name of the entry that appeared or went (in the loop's thread)."""
+"""Called with the name of the entry that appeared or went, or (for a directory watched
+with ``modified``) was written to, in the loop's thread."""
 
 
 @dataclass
@@ -45,14 +46,19 @@ class DirWatcher:
     _listeners: dict[Path, list[Listener]] = field(default_factory=dict)
     _poller: asyncio.Task[None] | None = None
     _listings: dict[Path, set[str]] = field(default_factory=dict)
+    _modified: set[Path] = field(default_factory=set)
 
-    def watch(self, directory: Path, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` for each entry created in or removed from ``directory``;
-        returns the function that stops it."""
+    def watch(self, directory: Path, listener: Listener, modified: bool = False
+              ) -> Callable[[], None]:
+        """Call ``listener`` for each entry created in or removed from ``directory``
+        (and, with ``modified``, each write to a file in it: a journal's appends);
+        returns the function that stops it. The polling stand-in sees no writes."""
         directory = directory.resolve()
         first = directory not in self._listeners
         self._listeners.setdefault(directory, []).append(listener)
-        if first:
+        if first or (modified and directory not in self._modified):
+            if modified:
+                self._modified.add(directory)
             self._add(directory)
 
         def unwatch() -> None:
@@ -74,6 +80,7 @@ class DirWatcher:
             self._poller.cancel()
             self._poller = None
         self._dirs.clear()
+        self._modified.clear()
         self._listeners.clear()
         self._listings.clear()
         if _WATCHERS.get(self.loop) is self:
@@ -87,7 +94,8 @@ class DirWatcher:
             else:
                 self._poller = self.loop.create_task(self._poll(), name="plugin-dir-poll")
         if self._fd is not None and _LIBC is not None:
-            wd = _LIBC.inotify_add_watch(self._fd, os.fsencode(directory), WATCHED)
+            mask = WATCHED | (IN_MODIFY if directory in self._modified else 0)
+            wd = _LIBC.inotify_add_watch(self._fd, os.fsencode(directory), mask)
             if wd >= 0:
                 self._dirs[wd] = directory
                 return

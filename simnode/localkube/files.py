@@ -1,4 +1,4 @@
-"""Atomic file replacement: the one helper every state file of dgxsim is written with.
+"""Atomic file replacement and journal appends: how every state file of dgxsim is written.
 
 A crash (or a SIGKILL) while a file is rewritten must leave either the old or
 the new content, never a torn file: the node's state, the device checkpoint,
@@ -13,12 +13,17 @@ node rebuilds at start from others (who holds which device) is only renamed
 into place (``sync="none"``): still never torn, for any reader and if the
 writer is killed, but a power loss may leave the previous content.
 
+A journal (the device checkpoint, the holdings beside a node's state) is
+created whole this way and then grows by :func:`append_bytes`: one ``write`` of
+a complete line, never fsynced; its reader ignores or refuses a torn last line.
+
 It lives here because localkube imports nothing of the project and uses only
 the standard library, so every package (the node included) may import it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -56,6 +61,19 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None,
                       sync: Sync = "file-and-directory") -> None:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"), mode, sync)
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append ``data`` to the existing ``path`` in one write, not fsynced: a journal's
+    line, on disk once this returns, which a killed writer cannot undo. A journal is
+    created whole (:func:`atomic_write_bytes`); a missing one raises FileNotFoundError."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):  # a full disk mid-line: the line is torn, say so
+            raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes appended")
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -24,6 +24,7 @@ from kube import Cluster
 from deviceplugin.cdi import resolves, spec_file, spec_problems
 from dgxnode.agent.checkpoint import Checkpoint
 from dgxnode.agent.kubelet import DeviceManager
+from dgxnode.store import NodeStore
 
 NODE = "kind-worker-sim"
 
@@ -101,14 +102,14 @@ async def test_node_run_serves_a_kubelet_and_answers_mig_labels(
         job = subprocess.Popen([sys.executable, "-m", "dgxsim", "workload", "--duration", "3s"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
-        inventory_path = state / "node.json"
+        store = NodeStore(state)
         await until("device held by the workload", lambda: "team/infer-0/main"
-                    in inventory_path.read_text() or job.poll() is not None)
+                    in store.load().allocations.values() or job.poll() is not None)
         assert job.poll() is None, job.communicate()[0]
         out, _ = job.communicate(timeout=60)
         assert job.returncode == 0, out
         assert '"status": "completed"' in out
-        assert "team/infer-0/main" not in inventory_path.read_text()
+        assert "team/infer-0/main" not in store.load().allocations.values()
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -26,6 +26,7 @@ from pod_resources_server import PodResourcesServer, pod
 
 from dgxnode.agent.checkpoint import Checkpoint
 from dgxnode.agent.kubelet import DeviceManager
+from dgxnode.store import NodeStore
 
 MIG = "nvidia.com/mig-1g.5gb"
 UNSEEN = "cannot see the kubelet's pod resources"
@@ -95,8 +96,7 @@ class KindNode:
 
     def owner(self, device: str) -> str | None:
         """Who the node's own state says holds ``device`` (None: free or gone)."""
-        state = json.loads((self.workdir / "state" / "node.json").read_text())
-        return state["allocations"].get(device)
+        return NodeStore(self.workdir / "state").load().allocations.get(device)
 
     def device_ids(self) -> set[str]:
         return {d.id for d in self.cluster.inventory(self.name).devices}

@@ -1,11 +1,20 @@
 """Which devices each container holds, kept on disk like the kubelet's checkpoint.
 
 The node agent records every allocation before it starts a container and
-drops it when the pod ends or goes away. The file is rewritten atomically
-(write to a temporary file, fsync, rename), so a restart finds either the old
-or the new state and never a torn one; the write runs in a worker thread, so
-the fsync never stalls the event loop that serves every node, and the caller
-awaits it before the container may start.
+drops it when the pod ends or goes away. The file is a journal: a header line,
+then one JSON line per change (``record`` or ``release``), appended as it
+happens, so a pod's start or end costs one small write and not the rewrite of
+every pod's record. Once the journal holds many more lines than live records it
+is compacted: rewritten as the header and one ``record`` per allocation,
+atomically (write to a temporary file, fsync, rename, as the kubelet writes its
+checkpoint), in a worker thread so the fsync never stalls the event loop.
+
+An appended line is on disk once its write returns, which a killed agent cannot
+undo; it is not fsynced, so a power loss may lose the last lines, which the
+agent rebuilds at start like any damage (below). Every line ends in a newline:
+a file whose last line does not (torn), or that lacks the header, or whose
+lines do not parse, is damaged. A file in the older format (one JSON document)
+is read as it is and rewritten in this one at the first change.
 
 A file that cannot be parsed (emptied, truncated, overwritten) is set aside as
 ``<name>.damaged`` for inspection and the checkpoint starts empty with
@@ -24,9 +33,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dgxnode.agent.errors import CheckpointError
-from localkube.files import atomic_write_text
+from localkube.files import append_bytes, atomic_write_text
 
 CHECKPOINT_FILE = "devices.json"
+JOURNAL_VERSION = "v2"
+COMPACT_AFTER = 256
+"""Lines the journal may hold beyond twice its live records before it is compacted."""
 
 
 class ContainerAllocation(BaseModel):
@@ -56,26 +68,46 @@ class Checkpoint:
         self.path = path
         self.damaged: str | None = None
         """Why the file on disk could not be used, if it could not (see the module doc)."""
+        self._lines = 0
+        """Lines of the journal on disk (0: none yet in this format, the next change
+        writes it whole)."""
         self._doc = self._load()
 
     def _load(self) -> _Document:
         if not self.path.exists():
             return _Document()
         try:
-            return _Document.model_validate(json.loads(self.path.read_bytes()))
+            doc, self._lines = _parse(self.path.read_bytes())
+            return doc
         except (ValueError, ValidationError) as err:
             aside = self.path.with_name(self.path.name + ".damaged")
             self.path.replace(aside)
+            why = f"{type(err).__name__}: {err}" if isinstance(err, _DamagedError) else (
+                type(err).__name__)
             self.damaged = (f"device checkpoint {self.path.name} was unreadable "
-                            f"({type(err).__name__}) and was set aside as {aside.name}")
+                            f"({why}) and was set aside as {aside.name}")
             return _Document()
 
-    async def _save(self) -> None:
-        # Serialised on the loop (a snapshot), written in a thread.
-        text = self._doc.model_dump_json(indent=1)
+    async def _save(self, change: dict[str, object]) -> None:
+        """Put one change on disk: appended to the journal, or, when the journal is new,
+        in the older format or long, the whole checkpoint rewritten with it."""
+        live = sum(len(c) for containers in self._doc.pods.values() for c in containers.values())
         try:
+            if self._lines and self._lines <= COMPACT_AFTER + 2 * live:
+                try:
+                    append_bytes(self.path, _line(change))
+                    self._lines += 1
+                    return
+                except FileNotFoundError:  # removed meanwhile: written whole below
+                    pass
+                except OSError:
+                    self._lines = 0  # a line may be torn: the next change rewrites it whole
+                    raise
+            # Serialised on the loop (a snapshot), written in a thread.
+            text, lines = _compacted(self._doc)
             # Fsynced, its directory not: as the kubelet writes its checkpoint.
             await asyncio.to_thread(atomic_write_text, self.path, text, sync="file")
+            self._lines = lines
         except OSError as err:
             raise CheckpointError(f"device checkpoint {self.path} cannot be written: "
                                   f"{err.strerror or err}") from err
@@ -116,7 +148,8 @@ class Checkpoint:
         previous = per_container.get(allocation.resource)
         per_container[allocation.resource] = allocation
         try:
-            await self._save()
+            await self._save({"record": {"pod": pod_uid, "container": container,
+                                         "allocation": allocation.model_dump(mode="json")}})
         except CheckpointError:  # not on disk, so not given: back to what is
             if previous is not None:
                 per_container[allocation.resource] = previous
@@ -130,4 +163,57 @@ class Checkpoint:
 
     async def release(self, pod_uid: str) -> None:
         if self._doc.pods.pop(pod_uid, None) is not None:
-            await self._save()
+            await self._save({"release": pod_uid})
+
+
+class _DamagedError(ValueError):
+    """The journal's own shape is wrong (not its JSON)."""
+
+
+def _line(entry: dict[str, object]) -> bytes:
+    return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+
+
+def _compacted(doc: _Document) -> tuple[str, int]:
+    """The journal that holds ``doc``: its text and line count."""
+    lines = [_line({"version": JOURNAL_VERSION})] + [
+        _line({"record": {"pod": uid, "container": container,
+                          "allocation": alloc.model_dump(mode="json")}})
+        for uid, containers in doc.pods.items()
+        for container, per_resource in containers.items() for alloc in per_resource.values()]
+    return b"".join(lines).decode(), len(lines)
+
+
+def _parse(data: bytes) -> tuple[_Document, int]:
+    """The checkpoint in ``data`` and its journal's line count (0 for the older format)."""
+    try:
+        whole = json.loads(data)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and "pods" in whole:  # the older format: one document
+        return _Document.model_validate(whole), 0
+    if not data.endswith(b"\n"):
+        raise _DamagedError("its last line is torn" if data else "it is empty")
+    lines = data.split(b"\n")[:-1]
+    if json.loads(lines[0]) != {"version": JOURNAL_VERSION}:
+        raise _DamagedError(f"line 1 is not the header {{\"version\": \"{JOURNAL_VERSION}\"}}")
+    pods: dict[str, dict[str, dict[str, ContainerAllocation]]] = {}
+    for number, raw in enumerate(lines[1:], start=2):
+        try:
+            entry = json.loads(raw)
+        except ValueError as err:
+            raise _DamagedError(f"line {number} is not JSON") from err
+        try:
+            if set(entry) == {"record"}:
+                record = entry["record"]
+                allocation = ContainerAllocation.model_validate(record["allocation"])
+                pods.setdefault(str(record["pod"]), {}).setdefault(
+                    str(record["container"]), {})[allocation.resource] = allocation
+                continue
+            if set(entry) == {"release"}:
+                pods.pop(str(entry["release"]), None)
+                continue
+        except (TypeError, KeyError):
+            pass
+        raise _DamagedError(f"line {number} is neither a record nor a release")
+    return _Document(pods=pods), len(lines)

@@ -30,6 +30,8 @@ def test_a_failed_write_takes_back_exactly_the_allocation_it_recorded(
         def refuse(*_args: object, **_kwargs: object) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
+        # Both ways a change reaches the disk: a journal line, or the file rewritten.
+        monkeypatch.setattr(checkpoint_module, "append_bytes", refuse)
         monkeypatch.setattr(checkpoint_module, "atomic_write_text", refuse)
         attempts = [("pod-b", "main", _alloc(gpu, "GPU-1")),  # a new pod
                     ("pod-a", "side", _alloc(gpu, "GPU-2")),  # a new container

@@ -11,7 +11,6 @@ what was rebuilt. Records that disagree are reported and the pod left alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,7 +141,7 @@ async def test_records_that_disagree_are_reported_and_the_pod_left_alone(
     impostor = pod("x", gpus=1, phase="Running")
     impostor["metadata"]["annotations"][DEVICES_ANNOTATION] = a["metadata"]["annotations"][
         DEVICES_ANNOTATION]
-    before = json.loads((node_dir(tmp_path, NODE) / CHECKPOINT_FILE).read_text())
+    before = (node_dir(tmp_path, NODE) / CHECKPOINT_FILE).read_bytes()
 
     controller, _, _, _ = start(tmp_path, kube, clock)
     statuses = len(kube.statuses)
@@ -150,6 +149,6 @@ async def test_records_that_disagree_are_reported_and_the_pod_left_alone(
     await controller.on_pod_event("ADDED", impostor)
     message = next(m for n, r, m in kube.events if n == NODE and r == NOT_RECONCILED)
     assert "default/x" in message and "held by another pod" in message
-    assert json.loads((node_dir(tmp_path, NODE) / CHECKPOINT_FILE).read_text()) == before
+    assert (node_dir(tmp_path, NODE) / CHECKPOINT_FILE).read_bytes() == before
     assert len(kube.statuses) == statuses, "the pod that disagrees is not touched"
     assert "uid-x" in controller.untouched and "uid-x" not in controller.running

@@ -1,6 +1,7 @@
-"""What each record fsyncs: layouts with their directory, the device checkpoint as the
-kubelet writes it, and who holds which device (rebuilt at start) not at all; every
-write is still a rename of a complete file."""
+"""What each record fsyncs: layouts with their directory, the device checkpoint's whole
+rewrites as the kubelet writes its checkpoint, and the journal lines of who holds which
+device (rebuilt at start) not at all; every rewrite is still a rename of a complete
+file."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import dgxnode.agent.checkpoint as checkpoint_module
 import localkube.files as files_module
 from dgxnode.agent.checkpoint import Checkpoint, ContainerAllocation
 from dgxnode.node import SimNode
@@ -60,10 +62,27 @@ def test_owner_changes_skip_fsync_and_layout_changes_keep_it(
     assert synced == ["file", "directory"], "a change of the node itself is durable"
 
 
-def test_the_device_checkpoint_is_fsynced_as_the_kubelet_fsyncs_it(
-        tmp_path: Path, synced: list[str]) -> None:
-    checkpoint = Checkpoint(tmp_path / "kubelet_internal_checkpoint")
-    allocation = ContainerAllocation(resource="nvidia.com/gpu", device_ids=("GPU-0",))
-    asyncio.run(checkpoint.record("pod-a", "main", allocation))
-    asyncio.run(checkpoint.release("pod-a"))
-    assert synced == ["file", "file"], "the file on each change, not its directory"
+def test_the_device_checkpoint_is_fsynced_when_written_whole_and_appended_to_without(
+        tmp_path: Path, synced: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkpoint_module, "COMPACT_AFTER", 2)
+    path = tmp_path / "kubelet_internal_checkpoint"
+    checkpoint = Checkpoint(path)
+
+    def allocation(gpu: int) -> ContainerAllocation:
+        return ContainerAllocation(resource="nvidia.com/gpu", device_ids=(f"GPU-{gpu}",))
+
+    async def changes() -> None:
+        await checkpoint.record("pod-a", "main", allocation(0))
+        assert synced == ["file"], "a new checkpoint is written whole: the file, not its directory"
+        await checkpoint.record("pod-b", "main", allocation(1))
+        await checkpoint.release("pod-a")
+        assert synced == ["file"], "then each change is one line, not fsynced"
+        assert len(path.read_bytes().splitlines()) == 4
+        await checkpoint.release("pod-b")  # 4 lines for no live record: past 2 + 2 * 0
+        assert synced == ["file", "file"], "a long journal is written whole again"
+        assert path.read_bytes().splitlines() == [b'{"version":"v2"}']
+        await checkpoint.record("pod-c", "main", allocation(2))
+        assert synced == ["file", "file"]
+
+    asyncio.run(changes())
+    assert Checkpoint(path).holders() == {"GPU-2": "pod-c"}
