@@ -50,7 +50,7 @@ from localkube.files import atomic_write_text
 STATE_FILE = "node.json"
 JOURNAL_FILE = "node.holdings"
 LOCK_FILE = ".node.lock"
-JOURNAL_LIMIT = 256 * 1024
+JOURNAL_LIMIT = 64 * 1024
 """Bytes past which the journal is folded into ``node.json``."""
 
 

@@ -37,7 +37,7 @@ from localkube.files import append_bytes, atomic_write_text
 
 CHECKPOINT_FILE = "devices.json"
 JOURNAL_VERSION = "v2"
-COMPACT_AFTER = 256
+COMPACT_AFTER = 64
 """Lines the journal may hold beyond twice its live records before it is compacted."""
 
 
