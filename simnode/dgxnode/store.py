@@ -77,7 +77,9 @@ class NodeStore:
         self._base: NodeState | None = None
         """``node.json`` as last read or written (holdings in the journal extend it)."""
         self._lock_key: Path | None = None
+        self._files = _OpenFiles()
         weakref.finalize(self, self._known.forget)
+        weakref.finalize(self, self._files.close)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -168,14 +170,12 @@ class NodeStore:
         self._replace(state, durable=True)
 
     def _append(self, line: bytes) -> None:
-        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            written = os.write(fd, line)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
+        fd = self._files.journal(self.journal, self._known.journal_ino())
+        written = os.write(fd, line)
+        st = os.fstat(fd)
         self._known.remember_journal((st.st_ino, st.st_size))
-        if written != len(line):  # a full disk mid-line: torn, so not a line; say so
+        if written != len(line):  # a full disk mid-line: a torn line, which the next
+            self._base = None     # commit must not extend: it rewrites node.json instead
             raise StateError(f"cannot write {self.journal}: only {written} of {len(line)} "
                              f"bytes written")
 
@@ -187,6 +187,7 @@ class NodeStore:
         atomic_write_text(self.path, state.model_dump_json(indent=2) + "\n", mode=0o644,
                           sync="file-and-directory" if durable else "none")
         # Its holdings are in the file now: lines that extend an older one go.
+        self._files.close_journal()
         self.journal.unlink(missing_ok=True)
         # Callers hold the directory's lock, so the file just renamed into place is ours.
         with self.path.open("rb") as handle:
@@ -215,40 +216,86 @@ class NodeStore:
                 finally:
                     depth[key] -= 1
                 return
-            with _open_lock_file(key) as handle:
+            handle = self._files.lock_file(key)
+            if handle is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            depth[key] = 1
+            try:
+                yield
+            finally:
+                depth[key] = 0
                 if handle is not None:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-                depth[key] = 1
-                try:
-                    yield
-                finally:
-                    depth[key] = 0
-                    if handle is not None:
-                        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-@contextmanager
-def _open_lock_file(key: Path) -> Iterator[BinaryIO | None]:
+class _OpenFiles:
+    """The lock file and the journal a store keeps open between commits: every pod's
+    start and end takes the lock and appends a line, and opening a file costs more
+    than the write. Each is checked against the path before use (the directory may
+    have been removed and made again: a lock on a removed file locks nothing)."""
+
+    def __init__(self) -> None:
+        self._lock: BinaryIO | None = None
+        self._journal: int | None = None
+        self._journal_ino = -1
+
+    def lock_file(self, key: Path) -> BinaryIO | None:
+        handle = self._lock
+        if handle is not None and _same_file(key, handle.fileno()):
+            return handle
+        self._lock = None
+        if handle is not None:
+            handle.close()
+        self._lock = _open_lock_file(key)
+        return self._lock
+
+    def journal(self, path: Path, ino: int | None) -> int:
+        """A descriptor appending to ``path``; ``ino`` is the journal's inode as the
+        caller's commit found it on disk (None: there was none, so one is made)."""
+        if self._journal is not None and ino == self._journal_ino:
+            return self._journal
+        self.close_journal()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._journal, self._journal_ino = fd, os.fstat(fd).st_ino
+        return fd
+
+    def close_journal(self) -> None:
+        fd, self._journal, self._journal_ino = self._journal, None, -1
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        self.close_journal()
+        handle, self._lock = self._lock, None
+        if handle is not None:
+            handle.close()
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        st, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _open_lock_file(key: Path) -> BinaryIO | None:
     """The lock file, created if need be. A node state mounted read-only (``nvidia-smi``
     in a container) is locked through a read-only descriptor, which flock accepts; with
     no lock file there only readers come, and every file is replaced in one rename."""
-    handle: BinaryIO
     try:
         try:
-            handle = open(key, "a+b")  # noqa: SIM115
+            return open(key, "a+b")
         except FileNotFoundError:  # the directory was removed since: made again
             key.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(key, "a+b")  # noqa: SIM115
+            return open(key, "a+b")
     except OSError as err:
         if err.errno not in (errno.EROFS, errno.EACCES):
             raise
         try:
-            handle = open(key, "rb")  # noqa: SIM115
+            return open(key, "rb")
         except FileNotFoundError:
-            yield None
-            return
-    with handle:
-        yield handle
+            return None
 
 
 class _KnownFile:
@@ -268,6 +315,10 @@ class _KnownFile:
     def journal_size(self) -> int:
         with self._lock:
             return 0 if self._journal is None else self._journal[1]
+
+    def journal_ino(self) -> int | None:
+        with self._lock:
+            return None if self._journal is None else self._journal[0]
 
     def remember(self, fd: int) -> None:
         held = os.dup(fd)

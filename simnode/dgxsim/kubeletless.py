@@ -18,6 +18,7 @@ import contextlib
 import gc
 import hashlib
 import logging
+import resource
 import shutil
 import signal
 import tempfile
@@ -85,6 +86,16 @@ def settle_heap() -> None:
     gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)
+
+
+def raise_open_file_limit() -> None:
+    """Each node keeps a few files open (its state file, lock, journal, plugin
+    sockets): lift the soft limit on open files to the hard one, as Go programs
+    (the kubelet, KWOK) do at start, so a thousand nodes fit under a default of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @dataclass(frozen=True)
@@ -329,6 +340,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     """Run every node until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    raise_open_file_limit()
     # Node commits wait on fsync in worker threads: more of them than the default
     # (cores + 4) lets many nodes reconfigure at once.
     loop.set_default_executor(ThreadPoolExecutor(max_workers=COMMIT_THREADS,

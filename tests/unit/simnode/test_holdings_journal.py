@@ -133,3 +133,31 @@ def test_the_agent_follows_holdings_another_process_appends(tmp_path: Path) -> N
             stop()
 
     asyncio.run(scenario())
+
+
+def test_a_journal_another_process_removed_is_not_written_through_a_kept_descriptor(
+        tmp_path: Path) -> None:
+    node, gpus = _node(tmp_path)
+    node.allocate(gpus[0], "default/a/main")  # the journal made, and kept open
+    other = SimNode.open(NodeStore(tmp_path))
+    other.set_health(gpus[5], False, xid=79)  # node.json rewritten, the journal removed
+    node.allocate(gpus[1], "default/b/main")
+    other.allocate(gpus[2], "default/c/main")
+    node.release(gpus[0])
+    assert SimNode.open(NodeStore(tmp_path)).state == node.state
+    assert node.state.allocations == {gpus[1]: "default/b/main", gpus[2]: "default/c/main"}
+
+
+def test_the_kept_lock_file_follows_a_directory_made_again(tmp_path: Path) -> None:
+    import fcntl
+    import shutil
+
+    node, gpus = _node(tmp_path / "n")
+    node.allocate(gpus[0], "default/a/main")  # the lock file opened, and kept
+    shutil.rmtree(tmp_path / "n")
+    store = NodeStore(tmp_path / "n")
+    SimNode.create("node-a", store=store)
+    assert node.store is not None
+    with node.store.locked(), open(tmp_path / "n" / ".node.lock", "rb") as other, \
+            pytest.raises(BlockingIOError):
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
