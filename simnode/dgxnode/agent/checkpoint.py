@@ -69,6 +69,9 @@ class Checkpoint:
         self.damaged: str | None = None
         """Why the file on disk could not be used, if it could not (see the module doc)."""
         self._lines = 0
+        self._writing = asyncio.Lock()
+        """Held while a change is put on disk: a change made while the checkpoint is
+        written whole in a thread is appended after it, not to the file it replaces."""
         """Lines of the journal on disk (0: none yet in this format, the next change
         writes it whole)."""
         self._doc = self._load()
@@ -91,26 +94,28 @@ class Checkpoint:
     async def _save(self, change: dict[str, object]) -> None:
         """Put one change on disk: appended to the journal, or, when the journal is new,
         in the older format or long, the whole checkpoint rewritten with it."""
-        live = sum(len(c) for containers in self._doc.pods.values() for c in containers.values())
-        try:
-            if self._lines and self._lines <= COMPACT_AFTER + 2 * live:
-                try:
-                    append_bytes(self.path, _line(change))
-                    self._lines += 1
-                    return
-                except FileNotFoundError:  # removed meanwhile: written whole below
-                    pass
-                except OSError:
-                    self._lines = 0  # a line may be torn: the next change rewrites it whole
-                    raise
-            # Serialised on the loop (a snapshot), written in a thread.
-            text, lines = _compacted(self._doc)
-            # Fsynced, its directory not: as the kubelet writes its checkpoint.
-            await asyncio.to_thread(atomic_write_text, self.path, text, sync="file")
-            self._lines = lines
-        except OSError as err:
-            raise CheckpointError(f"device checkpoint {self.path} cannot be written: "
-                                  f"{err.strerror or err}") from err
+        async with self._writing:
+            live = sum(len(c) for containers in self._doc.pods.values()
+                       for c in containers.values())
+            try:
+                if self._lines and self._lines <= COMPACT_AFTER + 2 * live:
+                    try:
+                        append_bytes(self.path, _line(change))
+                        self._lines += 1
+                        return
+                    except FileNotFoundError:  # removed meanwhile: written whole below
+                        pass
+                    except OSError:
+                        self._lines = 0  # a line may be torn: the next change rewrites it
+                        raise
+                # Serialised on the loop (a snapshot), written in a thread.
+                text, lines = _compacted(self._doc)
+                # Fsynced, its directory not: as the kubelet writes its checkpoint.
+                await asyncio.to_thread(atomic_write_text, self.path, text, sync="file")
+                self._lines = lines
+            except OSError as err:
+                raise CheckpointError(f"device checkpoint {self.path} cannot be written: "
+                                      f"{err.strerror or err}") from err
 
     def get(self, pod_uid: str, container: str, resource: str) -> ContainerAllocation | None:
         return self._doc.pods.get(pod_uid, {}).get(container, {}).get(resource)

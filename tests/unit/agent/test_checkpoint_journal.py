@@ -105,3 +105,31 @@ def test_a_journal_removed_while_in_use_is_written_whole_again(tmp_path: Path) -
     path.unlink()
     asyncio.run(checkpoint.record("pod-c", "main", _alloc("GPU-3")))
     assert Checkpoint(path).holders() == {"GPU-1": "pod-b", "GPU-2": "pod-b", "GPU-3": "pod-c"}
+
+
+def test_a_change_made_while_the_checkpoint_is_written_whole_is_not_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import dgxnode.agent.checkpoint as checkpoint_module
+
+    real = checkpoint_module.atomic_write_text
+
+    def slow(*args: object, **kwargs: object) -> None:
+        time.sleep(0.3)  # a loaded disk: the whole write takes a while, in its thread
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checkpoint_module, "COMPACT_AFTER", 0)
+    monkeypatch.setattr(checkpoint_module, "atomic_write_text", slow)
+    path = tmp_path / "devices.json"
+    checkpoint = Checkpoint(path)
+
+    async def scenario() -> None:
+        await checkpoint.record("pod-a", "main", _alloc("GPU-0"))
+        release = asyncio.create_task(checkpoint.release("pod-a"))  # written whole again
+        await asyncio.sleep(0.1)
+        await checkpoint.record("pod-b", "main", _alloc("GPU-1"))  # meanwhile
+        await release
+
+    asyncio.run(scenario())
+    assert Checkpoint(path).holders() == checkpoint.holders() == {"GPU-1": "pod-b"}
