@@ -69,11 +69,11 @@ class Checkpoint:
         self.damaged: str | None = None
         """Why the file on disk could not be used, if it could not (see the module doc)."""
         self._lines = 0
+        """Lines of the journal on disk (0: none yet in this format, the next change
+        writes it whole)."""
         self._writing = asyncio.Lock()
         """Held while a change is put on disk: a change made while the checkpoint is
         written whole in a thread is appended after it, not to the file it replaces."""
-        """Lines of the journal on disk (0: none yet in this format, the next change
-        writes it whole)."""
         self._doc = self._load()
 
     def _load(self) -> _Document:
@@ -153,8 +153,7 @@ class Checkpoint:
         previous = per_container.get(allocation.resource)
         per_container[allocation.resource] = allocation
         try:
-            await self._save({"record": {"pod": pod_uid, "container": container,
-                                         "allocation": allocation.model_dump(mode="json")}})
+            await self._save(_record(pod_uid, container, allocation))
         except CheckpointError:  # not on disk, so not given: back to what is
             if previous is not None:
                 per_container[allocation.resource] = previous
@@ -175,6 +174,12 @@ class _DamagedError(ValueError):
     """The journal's own shape is wrong (not its JSON)."""
 
 
+def _record(pod_uid: str, container: str, allocation: ContainerAllocation
+            ) -> dict[str, object]:
+    return {"record": {"pod": pod_uid, "container": container,
+                       "allocation": allocation.model_dump(mode="json")}}
+
+
 def _line(entry: dict[str, object]) -> bytes:
     return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
 
@@ -182,9 +187,7 @@ def _line(entry: dict[str, object]) -> bytes:
 def _compacted(doc: _Document) -> tuple[str, int]:
     """The journal that holds ``doc``: its text and line count."""
     lines = [_line({"version": JOURNAL_VERSION})] + [
-        _line({"record": {"pod": uid, "container": container,
-                          "allocation": alloc.model_dump(mode="json")}})
-        for uid, containers in doc.pods.items()
+        _line(_record(uid, container, alloc)) for uid, containers in doc.pods.items()
         for container, per_resource in containers.items() for alloc in per_resource.values()]
     return b"".join(lines).decode(), len(lines)
 
