@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpumodel.inventory import NodeInventory
+from gpumodel.inventory import NodeInventory, held_devices
 from gpumodel.vocabulary import INVENTORY_ANNOTATION
 from localkube import ControlPlane, ControlPlaneState
 from localkube.toolchain import bin_dir
@@ -55,6 +55,13 @@ class Cluster:
         """The node's inventory annotation, as the operator reads it."""
         annotations = self.kubectl_json("get", "node", node)["metadata"]["annotations"]
         return NodeInventory.model_validate_json(annotations[INVENTORY_ANNOTATION])
+
+    def held(self, node: str, inventory: NodeInventory | None = None) -> dict[str, str]:
+        """Device ID -> the pod holding it on ``node``, as the operator reads it: the
+        owners its inventory names and the devices its pods record holding."""
+        pods = self.kubectl_json("get", "pods", "-A", "--field-selector",
+                                 f"spec.nodeName={node}")["items"]
+        return held_devices(self.inventory(node) if inventory is None else inventory, pods)
 
 
 def dgxsim(*args: str, env: dict[str, str] | None = None, timeout_s: float = 400.0
@@ -148,6 +155,13 @@ class AgentProcess:
     @property
     def names(self) -> list[str]:
         return [f"{self.prefix}-{i}" for i in range(self.nodes)]
+
+    def allocations(self, node: str) -> dict[str, str]:
+        """Device ID -> owner (``namespace/pod/container``) in the node's own state."""
+        from dgxnode.store import NodeStore
+        from dgxsim.statedir import node_dir
+
+        return dict(NodeStore(node_dir(self.state_dir, node)).load().allocations)
 
     def start(self, timeout_s: float = 60.0) -> None:
         import sys

@@ -6,15 +6,21 @@ container could be given: every GPU (advertised as ``nvidia.com/gpu`` when MIG
 is off) and every MIG device (a compute instance inside a GPU instance,
 advertised as ``nvidia.com/mig-<profile>``), with its topology, health and
 owner. ``generation`` grows with every change so a reader can tell news apart.
+
+A node without a kubelet of its own (kubelet-less) publishes no owners: each pod
+it starts records the devices it holds in its own ``dgxsim.io/devices``
+annotation (:func:`devices_record`), which readers take instead.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gpumodel.ids import DeviceID, GpuUUID
+from gpumodel.vocabulary import DEVICES_ANNOTATION
 
 Health = Literal["Healthy", "Unhealthy"]
 """The kubelet device-plugin API's two health values."""
@@ -102,3 +108,45 @@ class NodeInventory(_Frozen):
         for d in self.usable_devices():
             counts[d.resource] = counts.get(d.resource, 0) + 1
         return counts
+
+
+def devices_record(devices: Mapping[str, Sequence[str]]) -> str:
+    """The text of a pod's ``dgxsim.io/devices`` annotation: ``resource: id, id; ...``
+    in the order given, ``none`` for a pod that holds no device."""
+    return "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
+
+
+def parse_devices_record(text: str) -> dict[str, tuple[str, ...]]:
+    """resource -> device IDs from a :func:`devices_record` text ({} for ``none``);
+    ValueError when a part is not ``resource: id, ...``."""
+    devices: dict[str, tuple[str, ...]] = {}
+    if text.strip() in ("", "none"):
+        return devices
+    for part in text.split(";"):
+        resource, sep, ids = part.strip().partition(": ")
+        if not sep or not resource:
+            raise ValueError(f"{part.strip()!r} is not 'resource: device, ...'")
+        devices[resource] = devices.get(resource, ()) + tuple(
+            i.strip() for i in ids.split(",") if i.strip())
+    return devices
+
+
+def held_devices(inventory: NodeInventory | None, bound_pods: Iterable[Mapping[str, Any]]
+                 ) -> dict[str, str]:
+    """Device ID -> the pod holding it (``namespace/pod``) on one node: the owners its
+    inventory names (under a real kubelet) and the devices its pods that have not ended
+    record holding (kubelet-less). A record that does not parse names nothing."""
+    held: dict[str, str] = {d.id: d.owner.rsplit("/", 1)[0]
+                            for d in (inventory.devices if inventory else ()) if d.owner}
+    for pod in bound_pods:
+        meta = pod.get("metadata") or {}
+        text = (meta.get("annotations") or {}).get(DEVICES_ANNOTATION)
+        if text is None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        try:
+            recorded = parse_devices_record(text)
+        except ValueError:
+            continue
+        holder = f"{meta.get('namespace')}/{meta.get('name')}"
+        held.update((device, holder) for ids in recorded.values() for device in ids)
+    return held

@@ -97,7 +97,9 @@ ATTESTED_CONDITION: Final = "Attested"
 INVENTORY_ANNOTATION: Final = "dgxsim.io/inventory"
 """On a Node: its NodeInventory as JSON."""
 DEVICES_ANNOTATION: Final = "dgxsim.io/devices"
-"""On a pod: the device IDs its node gave it, per resource, as JSON."""
+"""On a pod: the device IDs its node gave it, per resource (``resource: id, id; ...``,
+see :func:`gpumodel.inventory.devices_record`); kubelet-less, the cluster's record of who
+holds which device."""
 ENV_ANNOTATION_PREFIX: Final = "dgxsim.io/env."
 """On a pod: ``dgxsim.io/env.<container>.<VAR>``, the env its devices brought."""
 DURATION_ANNOTATION: Final = "dgxsim.io/duration"

@@ -81,9 +81,8 @@ def test_a_two_replica_gang_claiming_whole_gpus_runs_on_two_static_dra_nodes(
     pods = job_pods(control_plane, namespace, name)
     assert [p["status"]["phase"] for p in pods] == ["Succeeded", "Succeeded"]
     assert job_status(control_plane, namespace, name)["succeeded"] == 2
-    wait_for("devices released", lambda: all(
-        d.owner is None for n in agent.names for d in control_plane.inventory(n).devices),
-        TIMEOUT_S)
+    wait_for("devices released", lambda: not any(agent.allocations(n) for n in agent.names),
+             TIMEOUT_S)
 
 
 def test_a_gang_that_cannot_fit_stays_pending_and_starts_nothing(

@@ -56,9 +56,8 @@ def test_a_whole_gpu_claim_runs_on_a_static_node(control_plane: Cluster, agent: 
     wait_for("the pod done", lambda: control_plane.kubectl_json(
         "get", "pod", "whole", "-n", namespace)["status"].get("phase") == "Succeeded",
         TIMEOUT_S)
-    # Device owners reach the Node's inventory annotation a few seconds late.
-    wait_for("the GPU free again in the node's inventory", lambda: all(
-        d.owner is None for d in control_plane.inventory(NODE).devices), TIMEOUT_S)
+    wait_for("the GPU free again on the node", lambda: not agent.allocations(NODE),
+             TIMEOUT_S)
 
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "nvidia"

@@ -267,13 +267,11 @@ def test_deleted_pod_keeps_running_through_its_shutdown_time_then_frees_its_gpus
     wait_for("pod removed", lambda: control_plane.kubectl(
         "get", "pod", name, "-n", namespace, check=False).returncode != 0)
 
-    def owned_here() -> list[dict[str, str]]:
-        inventory = json.loads(control_plane.kubectl_json("get", "node", node)["metadata"][
-            "annotations"]["dgxsim.io/inventory"])
-        return [d for d in inventory["devices"] if d.get("owner", "").startswith(namespace)]
+    def owned_here() -> list[str]:
+        return [d for d, pod in control_plane.held(node).items()
+                if pod.startswith(f"{namespace}/")]
 
-    # Owners alone reach the inventory annotation at the node's status interval.
-    wait_for("devices free in the inventory", lambda: not owned_here())
+    wait_for("devices free", lambda: not owned_here())
 
 
 def test_a_deleted_node_registers_again(control_plane: Cluster, agent: AgentProcess) -> None:

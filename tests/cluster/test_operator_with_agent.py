@@ -138,7 +138,7 @@ def test_a_gang_that_loses_a_replica_fails_and_stops_the_others(
     assert job_status(control_plane, namespace, "pair")["reason"] == "ReplicaDeleted"
     wait_for("the other replica gone", lambda: not job_pods(control_plane, namespace, "pair"))
     wait_for("GPUs back", lambda: control_plane.allocatable(node)["nvidia.com/gpu"] == "8"
-             and not any(d.owner for d in control_plane.inventory(node).devices))
+             and not control_plane.held(node))
 
 
 def test_a_named_config_reaches_success_with_56_instances(
@@ -212,11 +212,15 @@ class HeldWatcher:
             except (AssertionError, KeyError, ValueError):
                 continue
             self.snapshots += 1
-            present = {d.id: d.owner for d in inv.devices}
+            try:
+                holders = self.cluster.held(self.node, inv)
+            except (AssertionError, KeyError, ValueError):
+                continue
+            present = {d.id for d in inv.devices}
             for device, owner in held.items():
                 if device not in present:
                     self.violations.append(f"{device} vanished while held by {owner}")
-            held = {d: o for d, o in present.items() if o}
+            held = {d: o for d, o in holders.items() if d in present}
             self._stop.wait(0.2)
 
 
@@ -239,10 +243,10 @@ def test_dynamic_partitioning_runs_pending_pods_on_the_fewest_gpus_across_a_rest
             wait_for(f"{name} running", lambda n=name: phase(control_plane, namespace,
                                                               n) == "Running")
     assert watcher.snapshots > 0 and watcher.violations == []
-    # Owners alone reach the inventory annotation at the node's status interval.
-    wait_for("16 owned instances in the inventory", lambda: sum(
-        bool(d.owner) for d in control_plane.inventory(node).devices) == 16)
-    held_gpus = {d.gpu_index for d in control_plane.inventory(node).devices if d.owner}
+    inventory = control_plane.inventory(node)
+    held = control_plane.held(node, inventory)
+    assert len(held) == 16, "16 instances held"
+    held_gpus = {d.gpu_index for d in inventory.devices if d.id in held}
     assert len(held_gpus) == 3, "16 instances fit on three GPUs"
     events = control_plane.kubectl_json("get", "events", "-n", "default", "--field-selector",
                                         f"involvedObject.name={node}")["items"]

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpumodel.inventory import held_devices
 from gpumodel.vocabulary import MIG_CONFIG, MIG_CONFIG_STATE
 from kubewire import KubeError
 from migoperator.apply.configs import put_dynamic_config
@@ -52,12 +53,10 @@ JSON = dict[str, Any]
 NODE_SIDE_FAILURES = ("MigConfigBlocked", "MigConfigFailed")
 
 
-def holders(node: JSON) -> list[str]:
-    """Pods holding devices on ``node``, from its inventory (``namespace/pod``)."""
-    inventory = parse_inventory(node)
-    owners = {d.owner.rsplit("/", 1)[0] for d in (inventory.devices if inventory else ())
-              if d.owner}
-    return sorted(owners)
+def holders(node: JSON, bound_pods: list[JSON]) -> list[str]:
+    """Pods holding devices on ``node`` (``namespace/pod``): the owners its inventory
+    names and the active pods bound to it that record devices."""
+    return sorted(set(held_devices(parse_inventory(node), bound_pods).values()))
 
 
 def policy_of(settings: OperatorSettings) -> DynamicPolicy:
@@ -129,7 +128,7 @@ class Partitioner:
             await self._carry_out(decision, nodes)
         self.metrics.set_demand(plan.demand, plan.unmet)
         self.metrics.fragmentation = {v.name: node_fragmentation(v) for v in views}
-        await self._surface_failures(nodes)
+        await self._surface_failures(nodes, by_node)
         return plan
 
     async def _carry_out(self, decision: NodeDecision, nodes: list[JSON]) -> None:
@@ -144,11 +143,11 @@ class Partitioner:
         await self.kube.event({**node, "kind": "Node", "apiVersion": "v1"},
                               "MigLayoutDecided", decision.reason())
 
-    async def _node_side_reason(self, node: JSON) -> str:
+    async def _node_side_reason(self, node: JSON, bound_pods: list[JSON]) -> str:
         """The node side's own words (its latest failure event), else who holds devices.
 
         Reading events needs ``list`` on events, which a tight RBAC may not grant;
-        the inventory's owners then name the pods that may be in the way.
+        the pods holding its devices then name what may be in the way.
         """
         name = node["metadata"]["name"]
         try:
@@ -160,11 +159,12 @@ class Partitioner:
             "creationTimestamp") or "")
         if events:
             return str(events[-1]["message"])
-        pods = holders(node)
+        pods = holders(node, bound_pods)
         return ("pods holding devices on the node: " + ", ".join(pods) if pods
                 else "no reason recorded by the node")
 
-    async def _surface_failures(self, nodes: list[JSON]) -> None:
+    async def _surface_failures(self, nodes: list[JSON], by_node: dict[str, list[JSON]]
+                                ) -> None:
         for node in nodes:
             meta = node["metadata"]
             labels = meta.get("labels") or {}
@@ -175,7 +175,7 @@ class Partitioner:
             self._reported[name] = seen
             if seen[1] != "failed":
                 continue
-            why = await self._node_side_reason(node)
+            why = await self._node_side_reason(node, by_node.get(name, []))
             await self.kube.event({**node, "kind": "Node", "apiVersion": "v1"},
                                   "MigReconfigurationFailed",
                                   f"nvidia.com/mig.config={seen[0]} failed: {why}", "Warning")

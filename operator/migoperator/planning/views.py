@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gpumodel.errors import GpuModelError
-from gpumodel.inventory import NodeInventory
+from gpumodel.inventory import NodeInventory, held_devices
 from gpumodel.mig import ProfileTable, profile_table
 from gpumodel.systems import system
 from gpumodel.vocabulary import (
@@ -163,7 +163,8 @@ def parse_inventory(node: JSON) -> NodeInventory | None:
         return None
 
 
-def _gpu_views(inventory: NodeInventory, table: ProfileTable | None) -> tuple[GpuView, ...]:
+def _gpu_views(inventory: NodeInventory, table: ProfileTable | None,
+               held: Mapping[str, str]) -> tuple[GpuView, ...]:
     views = []
     for gpu in inventory.gpus:
         devices = [d for d in inventory.devices if d.gpu_index == gpu.index]
@@ -180,11 +181,11 @@ def _gpu_views(inventory: NodeInventory, table: ProfileTable | None) -> tuple[Gp
                     else str(cis[0].profile))
             split = split or len(cis) > 1 or any(c.profile != name for c in cis)
             instances.append(Instance(name, place.memory_start, place.memory_slices,
-                                      busy=any(c.owner for c in cis), gi_id=gi_id))
+                                      busy=any(c.id in held for c in cis), gi_id=gi_id))
         healthy = all(d.health == "Healthy" for d in devices)
         views.append(GpuView(
             index=gpu.index, mig_enabled=gpu.mig_mode == "Enabled", healthy=healthy,
-            whole_busy=any(d.owner for d in whole) and gpu.mig_mode != "Enabled",
+            whole_busy=any(d.id in held for d in whole) and gpu.mig_mode != "Enabled",
             instances=tuple(instances), split=split,
             mode_pending=gpu.mig_mode != gpu.mig_mode_pending))
     return tuple(views)
@@ -214,12 +215,15 @@ def node_view(node: JSON, bound_pods: Iterable[JSON], leaf_label: str) -> NodeVi
             table = profile_table(device)
         except (GpuModelError, KeyError):
             table = None
-    gpus = _gpu_views(inventory, table) if inventory is not None else ()
+    pods = list(bound_pods)
+    held = held_devices(inventory, pods)
+    gpus = _gpu_views(inventory, table, held) if inventory is not None else ()
     requested: Counter[str] = Counter()
-    for pod in bound_pods:
+    for pod in pods:
         if is_active(pod):
             requested.update(pod_devices(pod))
-    owned = Counter(d.resource for d in (inventory.devices if inventory else ()) if d.owner)
+    owned = Counter(d.resource for d in (inventory.devices if inventory else ())
+                    if d.id in held)
     allocatable = {k: quantity(v) for k, v in
                    ((node.get("status") or {}).get("allocatable") or {}).items()
                    if k.startswith(DEVICE_PREFIX)}

@@ -60,10 +60,11 @@ STATUS_HEARTBEAT_S = 300.0
 """An unchanged node status is reported this often, as the kubelet's
 nodeStatusReportFrequency (5 min); the Lease says the node is alive meanwhile."""
 OWNERS_REPORT_S = 10.0
-"""Which pod holds which device changes with every pod: a change of owners alone goes
-into the inventory annotation at most this often per node (the kubelet's
-nodeStatusUpdateFrequency); a layout, label or status change goes at once. Readers of
-owners (the operator) count pods bound to the node meanwhile."""
+"""Under a real kubelet, which pod holds which device changes with every pod: a change of
+owners alone goes into the inventory annotation at most this often per node (the
+kubelet's nodeStatusUpdateFrequency); a layout, label or status change goes at once.
+Readers of owners (the operator) count pods bound to the node meanwhile. Kubelet-less
+the annotation carries no owners: each pod's ``dgxsim.io/devices`` says what it holds."""
 DEBOUNCE_S = 0.1
 """Changes within this time go out as one Node update: a burst of pod admissions
 rewrites the inventory annotation once, not once per pod."""
@@ -157,11 +158,19 @@ class NodeController:
         """The node's state changed (a commit of this process or of another)."""
         self._dirty.set()
 
+    @property
+    def _publishes_owners(self) -> bool:
+        """Whether the inventory annotation names who holds each device: under a real
+        kubelet (the Node is where the cluster sees them), not kubelet-less (the pods
+        this node starts record their devices themselves)."""
+        return self.devices is None
+
     def _owners_wait(self) -> bool:
-        """True when nothing but owners changed since the last update and their report
-        is not yet due (its timer is set): a pod's start or end then costs the node
-        nothing until the timer fires, however many pods come and go meanwhile."""
-        return (not self._other_change and self._owners_timer is not None
+        """True when nothing but owners changed since the last update and there is no
+        report of them due (kubelet-less never; else its timer is set): a pod's start
+        or end then costs the node nothing, however many pods come and go."""
+        return (not self._other_change
+                and (not self._publishes_owners or self._owners_timer is not None)
                 and self.sim.state.layout_key() == self._synced_key)
 
     def devices_changed(self) -> None:
@@ -232,16 +241,25 @@ class NodeController:
                              "effect": "NoSchedule"}] if failure else [])
         return None if wanted == self._taints else wanted
 
-    def _inventory_json(self) -> str:
-        return self.sim.inventory().model_dump_json(exclude_none=True)
+    def _inventory_json(self, inventory: NodeInventory | None = None) -> str:
+        """The inventory annotation's text (the current inventory unless given)."""
+        inventory = self.sim.inventory() if inventory is None else inventory
+        if not self._publishes_owners:
+            inventory = inventory.model_copy(update={"devices": tuple(
+                d.model_copy(update={"owner": None}) if d.owner else d
+                for d in inventory.devices)})
+        return inventory.model_dump_json(exclude_none=True)
 
     def _owners_only(self, layout: LayoutKey, labels: JSON, taints: list[JSON] | None
                      ) -> bool:
-        """True when the inventory differs from the one sent in its owners alone and the
-        last one went out less than :data:`OWNERS_REPORT_S` ago: it waits (a timer marks
-        the node dirty when it is due)."""
+        """True when the inventory differs from the one sent in its owners alone and
+        either the annotation names no owners (kubelet-less) or the last one went out
+        less than :data:`OWNERS_REPORT_S` ago: it waits (a timer marks the node dirty
+        when it is due)."""
         if labels or taints is not None or layout != self._sent_layout:
             return False
+        if not self._publishes_owners:
+            return True  # the annotation names no owners: nothing in it changed
         due = self._owners_sent + OWNERS_REPORT_S
         now = time.monotonic()
         if now >= due:
@@ -277,7 +295,7 @@ class NodeController:
         taints = self._wanted_taints()
         inventory = None
         if not self._owners_only(layout, labels, taints):
-            inventory = current.model_dump_json(exclude_none=True)
+            inventory = self._inventory_json(current)
             if inventory != self._annotation:
                 patch["annotations"] = {INVENTORY_ANNOTATION: inventory}
             else:

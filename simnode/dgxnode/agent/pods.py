@@ -65,6 +65,7 @@ from dgxnode.agent.workload import PREDICTED, RunPlan, StepPredictor, run_plan, 
 from dgxnode.clock import Clock, RealtimeClock
 from dgxnode.errors import AllocationError, SimnodeError
 from dgxnode.node import SimNode
+from gpumodel.inventory import devices_record
 from gpumodel.vocabulary import (
     DEVICES_ANNOTATION,
     ENV_ANNOTATION_PREFIX,
@@ -462,8 +463,8 @@ class PodController:
                       plan: RunPlan, started: float) -> dict[str, str]:
         """The annotations a started pod gets: devices, env, start and prediction."""
         meta = pod["metadata"]
-        listed = "; ".join(f"{r}: {', '.join(ids)}" for r, ids in devices.items()) or "none"
-        annotations = {DEVICES_ANNOTATION: listed, SIM_STARTED_ANNOTATION: f"{started:.3f}"}
+        annotations = {DEVICES_ANNOTATION: devices_record(devices),
+                       SIM_STARTED_ANNOTATION: f"{started:.3f}"}
         node = self.nodes[pod["spec"]["nodeName"]]
         for container, per_resource in node.devices.checkpoint.pod(meta["uid"]).items():
             visible = [a.envs.get("NVIDIA_VISIBLE_DEVICES", "") for a in per_resource.values()]

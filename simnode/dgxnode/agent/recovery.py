@@ -42,6 +42,7 @@ from dgxnode.agent.checkpoint import CHECKPOINT_FILE, ContainerAllocation
 from dgxnode.agent.errors import AgentError
 from dgxnode.errors import SimnodeError
 from dgxnode.store import STATE_FILE
+from gpumodel.inventory import parse_devices_record
 from gpumodel.vocabulary import DEVICES_ANNOTATION, SIM_STARTED_ANNOTATION
 
 if TYPE_CHECKING:
@@ -91,16 +92,12 @@ class Rebuild:
 def recorded_devices(pod: JSON) -> dict[str, tuple[str, ...]] | None:
     """resource -> device IDs from the pod's ``dgxsim.io/devices`` annotation, or None."""
     text = ((pod.get("metadata") or {}).get("annotations") or {}).get(DEVICES_ANNOTATION)
-    if text is None or text.strip() in ("", "none"):
+    if text is None:
         return None
-    devices: dict[str, tuple[str, ...]] = {}
-    for part in text.split(";"):
-        resource, sep, ids = part.strip().partition(": ")
-        if not sep:
-            raise UnreconciledError(f"{DEVICES_ANNOTATION} {text!r} is malformed")
-        devices[resource] = devices.get(resource, ()) + tuple(
-            i.strip() for i in ids.split(",") if i.strip())
-    return devices
+    try:
+        return parse_devices_record(text) or None
+    except ValueError as err:
+        raise UnreconciledError(f"{DEVICES_ANNOTATION} {text!r} is malformed") from err
 
 
 def split_by_container(requests: dict[str, dict[str, int]],

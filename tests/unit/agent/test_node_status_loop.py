@@ -190,3 +190,86 @@ def test_owner_changes_wait_for_their_report_and_a_layout_change_does_not(
     last = kube.node_patches[-1]
     assert _owners(last) == held, "the layout change carries the owners of its moment"
     assert '"Unhealthy"' in last["metadata"]["annotations"][nodes_module.INVENTORY_ANNOTATION]
+
+
+class KubeletlessKube(RecordingKube):
+    """A kubelet-less Node: the node owns its status and Lease."""
+
+    async def renew_lease(self, name: str, duration_s: int, uid: str | None) -> None:
+        return None
+
+
+class StaticDevices:
+    """A device manager whose plugins advertise eight GPUs throughout."""
+
+    def capacity(self) -> dict[str, int]:
+        return {"nvidia.com/gpu": 8}
+
+    def allocatable(self) -> dict[str, int]:
+        return {"nvidia.com/gpu": 8}
+
+
+def _annotation(patch: JSON) -> JSON | None:
+    text = ((patch.get("metadata") or {}).get("annotations") or {}).get(
+        nodes_module.INVENTORY_ANNOTATION)
+    return None if text is None else dict(json.loads(text))
+
+
+def test_kubeletless_the_inventory_names_no_owners_and_pods_moving_cost_the_node_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubelet-less each pod records its devices itself (``dgxsim.io/devices``): the
+    inventory annotation names no owners, so pods starting and ending neither write
+    the Node nor make the node look at it; a health change goes out at once."""
+    monkeypatch.setattr(nodes_module, "DEBOUNCE_S", 0.01)
+
+    async def settle(controller: NodeController) -> None:
+        for _ in range(20):
+            await asyncio.sleep(0.03)
+            if not controller._dirty.is_set():
+                return
+
+    async def scenario() -> tuple[list[JSON], int, int]:
+        kube = KubeletlessKube()
+        sim = SimNode.create("n")
+        gpus = [g.uuid for g in sim.hardware.gpus]
+        controller = NodeController(kube=kube, sim=sim,  # type: ignore[arg-type]
+                                    devices=StaticDevices(), strategy="mixed")  # type: ignore[arg-type]
+        await controller.start()
+        try:
+            await settle(controller)
+            sim.allocate(gpus[0], "ns/first/main")
+            await settle(controller)
+            before = len(kube.status_patches)
+            looked = 0
+            real_sync = controller._sync
+
+            async def counted() -> None:
+                nonlocal looked
+                looked += 1
+                await real_sync()
+
+            monkeypatch.setattr(controller, "_sync", counted)
+            for i in range(1, 8):
+                sim.allocate(gpus[i], f"ns/p{i}/main")
+                await settle(controller)
+            sim.release(gpus[1])
+            await settle(controller)
+            quiet, looks = len(kube.status_patches) - before, looked
+            sim.set_health(gpus[7], False, xid=79)
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(kube.status_patches) == before + quiet and (
+                    asyncio.get_running_loop().time() < deadline):
+                await asyncio.sleep(0.02)
+            return kube.status_patches, quiet, looks
+        finally:
+            await controller.stop()
+
+    patches, quiet, looked = asyncio.run(scenario())
+    assert quiet == 0, "pods starting and ending do not write the Node"
+    assert looked == 0, f"the node was looked over {looked} times for owner changes alone"
+    sent = [a for p in patches if (a := _annotation(p)) is not None]
+    assert sent, "the inventory went out with the node's status"
+    assert all(not d.get("owner") for a in sent for d in a["devices"]), \
+        "the inventory annotation names no owners"
+    assert any(d.get("health") == "Unhealthy" for d in sent[-1]["devices"]), \
+        "a health change goes out at once"
