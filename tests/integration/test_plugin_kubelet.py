@@ -84,6 +84,9 @@ async def test_registration_request_has_the_kubelet_fields(node_factory: Callabl
     assert (node.plugin_dir / request.endpoint).is_socket()
     assert request.options.get_preferred_allocation_available
     assert not request.options.pre_start_required
+    # As the kubelet writes its checkpoint on a plugin's device update: before any pod.
+    await until(lambda: node.kubelet.checkpoint.on_disk)
+    assert node.kubelet.checkpoint.path.read_bytes() == b'{"version":"v2"}\n'
 
 
 async def test_first_list_and_watch_message_lists_every_gpu_healthy(

@@ -14,7 +14,9 @@ undo; it is not fsynced, so a power loss may lose the last lines, which the
 agent rebuilds at start like any damage (below). Every line ends in a newline:
 a file whose last line does not (torn), or that lacks the header, or whose
 lines do not parse, is damaged. A file in the older format (one JSON document)
-is read as it is and rewritten in this one at the first change.
+is read as it is and rewritten in this one at the first change. A checkpoint not
+yet on disk is written when a plugin first lists its devices, as the kubelet
+writes its own on every device update, so the node's first pod appends a line.
 
 A file that cannot be parsed (emptied, truncated, overwritten) is set aside as
 ``<name>.damaged`` for inspection and the checkpoint starts empty with
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -35,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from dgxnode.agent.errors import CheckpointError
 from localkube.files import append_bytes, atomic_write_text
 
+log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "devices.json"
 JOURNAL_VERSION = "v2"
 COMPACT_AFTER = 64
@@ -108,14 +112,36 @@ class Checkpoint:
                     except OSError:
                         self._lines = 0  # a line may be torn: the next change rewrites it
                         raise
-                # Serialised on the loop (a snapshot), written in a thread.
-                text, lines = _compacted(self._doc)
-                # Fsynced, its directory not: as the kubelet writes its checkpoint.
-                await asyncio.to_thread(atomic_write_text, self.path, text, sync="file")
-                self._lines = lines
+                await self._write_whole()
             except OSError as err:
                 raise CheckpointError(f"device checkpoint {self.path} cannot be written: "
                                       f"{err.strerror or err}") from err
+
+    async def _write_whole(self) -> None:
+        # Serialised on the loop (a snapshot), written in a thread.
+        text, lines = _compacted(self._doc)
+        # Fsynced, its directory not: as the kubelet writes its checkpoint.
+        await asyncio.to_thread(atomic_write_text, self.path, text, sync="file")
+        self._lines = lines
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the journal is on disk in this format (else the next change writes it
+        whole)."""
+        return self._lines > 0
+
+    async def write_if_new(self) -> None:
+        """Write the checkpoint whole if it is not on disk in this format yet, as the
+        kubelet writes its checkpoint when a plugin's devices change: the node's first
+        pod then appends a line. A failure is the next change's to report."""
+        async with self._writing:
+            if self._lines:
+                return
+            try:
+                await self._write_whole()
+            except OSError as err:
+                log.warning("device checkpoint %s cannot be written yet: %s", self.path,
+                            err.strerror or err)
 
     def get(self, pod_uid: str, container: str, resource: str) -> ContainerAllocation | None:
         return self._doc.pods.get(pod_uid, {}).get(container, {}).get(resource)

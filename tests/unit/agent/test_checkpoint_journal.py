@@ -133,3 +133,33 @@ def test_a_change_made_while_the_checkpoint_is_written_whole_is_not_lost(
 
     asyncio.run(scenario())
     assert Checkpoint(path).holders() == checkpoint.holders() == {"GPU-1": "pod-b"}
+
+
+def test_a_new_checkpoint_is_written_before_the_first_pod_which_then_appends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the kubelet writes its checkpoint when a plugin lists its devices: the node's
+    first pod appends a line instead of writing the file whole."""
+    import dgxnode.agent.checkpoint as module
+
+    path = tmp_path / "devices.json"
+    checkpoint = Checkpoint(path)
+    whole: list[Path] = []
+    real = module.atomic_write_text
+
+    def counted(target: Path, text: str, **kwargs: object) -> None:
+        whole.append(target)
+        real(target, text, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "atomic_write_text", counted)
+
+    async def changes() -> None:
+        assert not checkpoint.on_disk
+        await checkpoint.write_if_new()
+        await checkpoint.write_if_new()  # once is enough
+        await checkpoint.record("pod-a", "main", _alloc("GPU-0"))
+
+    asyncio.run(changes())
+    assert whole == [path], "written whole once, before the first pod"
+    assert [json.loads(line).get("version", "line") for line in
+            path.read_bytes().splitlines()] == ["v2", "line"]
+    assert Checkpoint(path).holders() == {"GPU-0": "pod-a"}
