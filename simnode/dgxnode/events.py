@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Literal
 
@@ -55,11 +56,14 @@ class ChangeFeed:
 
     def queue(self) -> tuple[asyncio.Queue[NodeEvent], Callable[[], None]]:
         """A queue for the running event loop, fed thread-safely; and its unsubscribe."""
-        loop = asyncio.get_running_loop()
+        loop, on_loop = asyncio.get_running_loop(), threading.get_ident()
         queue: asyncio.Queue[NodeEvent] = asyncio.Queue()
 
         def feed(event: NodeEvent) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            if threading.get_ident() == on_loop:  # a change made on the loop itself
+                queue.put_nowait(event)
+            else:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
 
         return queue, self.subscribe(feed)
 

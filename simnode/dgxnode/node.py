@@ -14,10 +14,11 @@ share one file), so no process writes over another's change. Readers use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -29,7 +30,7 @@ from dgxnode.events import ChangeFeed, EventKind, NodeEvent, Subscriber
 from dgxnode.planning import NodePlan, allocated_gis, plan_gpu
 from dgxnode.publishing import Published, build_inventory, with_owners
 from dgxnode.state import CiState, ConfigState, GiState, GpuState, NodeState, PendingApply
-from dgxnode.store import NodeStore
+from dgxnode.store import LockBusyError, NodeStore
 from gpumodel.gpus import device
 from gpumodel.inventory import NodeInventory
 from gpumodel.mig import ProfileTable, profile_table
@@ -110,6 +111,25 @@ class SimNode:
     @property
     def state(self) -> NodeState:
         return self._state
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Hold the node's locks if they are free now, else :class:`LockBusyError`.
+
+        Changes made inside (on this thread) take them again without waiting: the node
+        agent records a pod's devices on its event loop this way (an append of one
+        line), and in a worker thread only when another thread or process holds the
+        node, so a wait never stalls the loop."""
+        if not self.mutex.acquire(blocking=False):
+            raise LockBusyError(f"node {self.name} is held by another thread")
+        try:
+            if self.store is None:
+                yield
+            else:
+                with self.store.locked(wait=False):
+                    yield
+        finally:
+            self.mutex.release()
 
     @property
     def name(self) -> str:

@@ -196,18 +196,22 @@ class NodeStore:
         self._base = state
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the directory's lock (blocking) for a read-modify-write.
+    def locked(self, *, wait: bool = True) -> Iterator[None]:
+        """Hold the directory's lock for a read-modify-write.
 
         Re-entrant within a thread (a command that holds it may call node methods
         that take it again); other threads of this process and other processes
-        wait for it: a thread lock per directory, then the file lock.
+        wait for it: a thread lock per directory, then the file lock. Without
+        ``wait``, :class:`LockBusyError` instead of waiting.
         """
         key = self._lock_key
         if key is None:  # resolved once: every change of the node takes this lock
             self.state_dir.mkdir(parents=True, exist_ok=True)
             key = self._lock_key = (self.state_dir / LOCK_FILE).resolve()
-        with _thread_lock(key):
+        lock = _thread_lock(key)
+        if not lock.acquire(blocking=wait):
+            raise LockBusyError(f"{key} is held by another thread")
+        try:
             depth: dict[Path, int] = _local.__dict__.setdefault("depth", {})
             if depth.get(key):
                 depth[key] += 1
@@ -218,7 +222,10 @@ class NodeStore:
                 return
             handle = self._files.lock_file(key)
             if handle is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    raise LockBusyError(f"{key} is held by another process") from None
             depth[key] = 1
             try:
                 yield
@@ -226,6 +233,12 @@ class NodeStore:
                 depth[key] = 0
                 if handle is not None:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            lock.release()
+
+
+class LockBusyError(Exception):
+    """The node's lock is held elsewhere, and the caller asked not to wait for it."""
 
 
 class _OpenFiles:

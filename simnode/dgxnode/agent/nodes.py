@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,10 +183,13 @@ class NodeController:
         await self._ensure_node()
         await self._sync()
         # Changes may be committed from worker threads; the flag lives on this loop.
-        loop = asyncio.get_running_loop()
+        loop, on_loop = asyncio.get_running_loop(), threading.get_ident()
 
         def changed(_event: object) -> None:
-            loop.call_soon_threadsafe(self._state_committed)
+            if threading.get_ident() == on_loop:
+                self._state_committed()
+            else:
+                loop.call_soon_threadsafe(self._state_committed)
 
         self.sim.subscribe(changed)
         self._tasks = [asyncio.create_task(self._status_loop(), name=f"status {self.name}")]

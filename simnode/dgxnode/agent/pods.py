@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -65,6 +66,7 @@ from dgxnode.agent.workload import PREDICTED, RunPlan, StepPredictor, run_plan, 
 from dgxnode.clock import Clock, RealtimeClock
 from dgxnode.errors import AllocationError, SimnodeError
 from dgxnode.node import SimNode
+from dgxnode.store import LockBusyError
 from gpumodel.inventory import devices_record
 from gpumodel.vocabulary import (
     DEVICES_ANNOTATION,
@@ -154,6 +156,20 @@ def _sim_seconds(text: str | None) -> float | None:
 def _transient(err: BaseException) -> bool:
     """An API failure worth retrying: no answer, throttled, or a server error."""
     return isinstance(err, UnavailableError | OSError | asyncio.TimeoutError)
+
+
+async def _commit(sim: SimNode, change: Callable[[], object]) -> None:
+    """A change of the node's state for one pod (who holds a device): made on the loop
+    when the node's locks are free (it appends one line to the holdings journal), in a
+    worker thread when another thread or process holds them, so the wait for them
+    (a MIG change's fsync, a command's read-modify-write) never stalls the loop."""
+    try:
+        with sim.at_once():
+            change()
+            return
+    except LockBusyError:
+        pass
+    await asyncio.to_thread(change)
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
@@ -422,8 +438,8 @@ class PodController:
                 for resource, count in wanted.items():
                     alloc = await self._allocate(node, uid, container, resource, count)
                     for device_id in alloc.device_ids:
-                        # The node's state file is locked and rewritten: off the loop.
-                        await asyncio.to_thread(node.sim.allocate, device_id, owner)
+                        await _commit(node.sim, functools.partial(
+                            node.sim.allocate, device_id, owner))
                     held[resource] = held.get(resource, ()) + alloc.device_ids
             if node.claims is not None:
                 for resource, ids in (await self._prepare_claims(pod, node)).items():
@@ -450,7 +466,8 @@ class PodController:
                     by_resource[resource] = (*by_resource.get(resource, ()), uuid)
                     if node.sim.state.allocations.get(uuid, "").rsplit("/", 1)[0] != (
                             owner.rsplit("/", 1)[0]):
-                        await asyncio.to_thread(node.sim.allocate, uuid, owner)
+                        await _commit(node.sim, functools.partial(
+                            node.sim.allocate, uuid, owner))
             for resource, ids in by_resource.items():
                 await node.devices.checkpoint.record(meta["uid"], container, ContainerAllocation(
                     resource=resource, device_ids=ids,
@@ -545,7 +562,8 @@ class PodController:
                     holder = node.sim.state.allocations.get(device_id)
                     if holder is not None and holder.startswith(owner):
                         with contextlib.suppress(AllocationError):  # freed meanwhile
-                            await asyncio.to_thread(node.sim.release, device_id)
+                            await _commit(node.sim, functools.partial(
+                                node.sim.release, device_id))
         await node.devices.release(uid)
         if node.claims is not None:
             await node.claims.unprepare(uid)
