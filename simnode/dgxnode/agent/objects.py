@@ -117,11 +117,18 @@ def _conditions(ready: bool, reason: str | None = None) -> list[JSON]:
 
 
 def running_status(pod: JSON, started_at: str) -> JSON:
+    """The status patch of a pod that starts running: what changes, as the kubelet
+    patches the difference (the scheduler's ``PodScheduled`` stays as it is; a pod
+    bound without the scheduler gets it)."""
     containers = pod["spec"].get("containers", [])
+    conditions = _conditions(True)
+    if any(c.get("type") == "PodScheduled"
+           for c in (pod.get("status") or {}).get("conditions") or []):
+        conditions = [c for c in conditions if c["type"] != "PodScheduled"]
     return {"status": {
         "phase": "Running", "hostIP": SIM_IP, "hostIPs": [{"ip": SIM_IP}],
         "podIP": SIM_IP, "podIPs": [{"ip": SIM_IP}], "startTime": started_at,
-        "conditions": _conditions(True),
+        "conditions": conditions,
         "containerStatuses": [{
             "name": c["name"], "image": c.get("image", ""), "imageID": c.get("image", ""),
             "containerID": _container_id(pod, c["name"]), "ready": True, "started": True,
@@ -132,12 +139,17 @@ def running_status(pod: JSON, started_at: str) -> JSON:
 
 def terminated_status(pod: JSON, started_at: str, exit_code: int, reason: str,
                       message: str = "") -> JSON:
+    """The status patch of a running pod whose containers ended: what changes (phase,
+    readiness, the containers' states); its addresses, start time and the conditions
+    that stay true are left as the running status set them."""
     finished = now_rfc3339()
     containers = pod["spec"].get("containers", [])
     phase = "Succeeded" if exit_code == 0 else "Failed"
+    ending = ("Ready", "ContainersReady")
     return {"status": {
-        "phase": phase, "hostIP": SIM_IP, "podIP": SIM_IP, "startTime": started_at,
-        "conditions": _conditions(False, "PodCompleted" if exit_code == 0 else "PodFailed"),
+        "phase": phase,
+        "conditions": [c for c in _conditions(
+            False, "PodCompleted" if exit_code == 0 else "PodFailed") if c["type"] in ending],
         "containerStatuses": [{
             "name": c["name"], "image": c.get("image", ""), "imageID": c.get("image", ""),
             "containerID": _container_id(pod, c["name"]), "ready": False, "started": False,
