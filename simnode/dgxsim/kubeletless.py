@@ -191,8 +191,14 @@ async def feed_from(sim: SimNode, feed: InventoryFeed) -> None:
 
 
 REFRESH_S = 0.25
-COMMIT_THREADS = 32
 """Commits to a state file within this time are read back once."""
+COMMIT_THREADS = 32
+API_CONNECTIONS = 24
+"""The agent's API requests in flight at once (its watches included), each on a TLS
+connection of its own that stays open for the next. A burst of pods queues hundreds
+of small writes in a moment; a two-core API server takes no more of them for being
+sent a hundred at once, and every connection past those already open costs both
+sides a TLS handshake."""
 
 
 def follow_state_file(sim: SimNode, watcher: DirWatcher) -> Callable[[], None] | None:
@@ -348,7 +354,7 @@ async def run_agent(options: AgentOptions, stop: asyncio.Event | None = None) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    kube = await Kube.connect(options.kubeconfig)
+    kube = await Kube.connect(options.kubeconfig, connections=API_CONNECTIONS)
     sockets = runtime_dir(options.state_dir)
     wirings = [wire_node(kube, options, name, sockets, index)
                for index, name in enumerate(node_names(options))]

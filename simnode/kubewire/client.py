@@ -106,13 +106,26 @@ class KubeClient:
                                        **{k: v for k, v in options.items() if v}}
 
     @classmethod
-    async def connect(cls, kubeconfig: Path | None) -> Self:
-        """A client for ``kubeconfig``, or the pod's service account when it is None."""
+    async def connect(cls, kubeconfig: Path | None, *, connections: int | None = None
+                      ) -> Self:
+        """A client for ``kubeconfig``, or the pod's service account when it is None.
+
+        ``connections``: the most requests in flight at once, each on a connection of
+        its own (HTTP/1.1) that stays open for the next; more wait for one. None: the
+        generated client's 100. A process that sends many small writes at once (a node
+        agent) needs few: past a few dozen, more only open more TLS connections and
+        queue more work on the API server at the same moment."""
         try:
+            configuration = type.__call__(client.Configuration)
+            if connections is not None:
+                configuration.connection_pool_maxsize = connections
             if kubeconfig is None:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-                return cls(client.ApiClient())
-            return cls(await config.new_client_from_config(config_file=str(kubeconfig)))
+                config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration)
+            else:
+                await config.load_kube_config(config_file=str(kubeconfig),
+                                              client_configuration=configuration)
+            return cls(client.ApiClient(configuration=configuration))
         except WIRE_ERRORS as err:
             raise wire_error(f"load kubeconfig {kubeconfig or '(in-cluster)'}", err) from err
 
