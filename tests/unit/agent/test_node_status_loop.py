@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -134,6 +135,45 @@ def _owners(patch: JSON) -> dict[str, str]:
     return {d["id"]: d["owner"] for d in json.loads(text)["devices"] if d.get("owner")}
 
 
+async def _settle(controller: NodeController) -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.03)
+        if not controller._dirty.is_set():
+            return
+
+
+async def _pods_come_and_go(controller: NodeController, sim: SimNode,
+                            writes: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+                            ) -> tuple[int, int]:
+    """Pods take every GPU and give one back (owner changes alone), then a GPU turns
+    unhealthy: the Node writes and the looks at the node that the owner changes cost;
+    returns once the health change was written."""
+    gpus = [g.uuid for g in sim.hardware.gpus]
+    await _settle(controller)
+    sim.allocate(gpus[0], "ns/first/main")  # kind mode: sets the owners' report timer
+    await _settle(controller)
+    before, looked = writes(), 0
+    real_sync = controller._sync
+
+    async def counted() -> None:
+        nonlocal looked
+        looked += 1
+        await real_sync()
+
+    monkeypatch.setattr(controller, "_sync", counted)
+    for i in range(1, 8):
+        sim.allocate(gpus[i], f"ns/p{i}/main")
+        await _settle(controller)
+    sim.release(gpus[1])
+    await _settle(controller)
+    quiet, looks = writes() - before, looked
+    sim.set_health(gpus[7], False, xid=79)
+    deadline = asyncio.get_running_loop().time() + 10
+    while writes() == before + quiet and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    return quiet, looks
+
+
 def test_owner_changes_wait_for_their_report_and_a_layout_change_does_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Pods starting and ending only move owners: within the report window the node
@@ -142,44 +182,15 @@ def test_owner_changes_wait_for_their_report_and_a_layout_change_does_not(
     monkeypatch.setattr(nodes_module, "OWNERS_REPORT_S", 600.0)
     monkeypatch.setattr(nodes_module, "DEBOUNCE_S", 0.01)
 
-    async def settle(controller: NodeController) -> None:
-        for _ in range(20):
-            await asyncio.sleep(0.03)
-            if not controller._dirty.is_set():
-                return
-
     async def scenario() -> tuple[AnnotationKube, int, int, dict[str, str]]:
         kube = AnnotationKube()
         sim = SimNode.create("n")
-        gpus = [g.uuid for g in sim.hardware.gpus]
         controller = NodeController(kube=kube, sim=sim, devices=None,  # type: ignore[arg-type]
                                     strategy="mixed")
         await controller.start()
         try:
-            await settle(controller)
-            sim.allocate(gpus[0], "ns/first/main")  # sets the owners' report timer
-            await settle(controller)
-            reported = len(kube.node_patches)
-            looked = 0
-            real_sync = controller._sync
-
-            async def counted() -> None:
-                nonlocal looked
-                looked += 1
-                await real_sync()
-
-            monkeypatch.setattr(controller, "_sync", counted)
-            for i in range(1, 8):
-                sim.allocate(gpus[i], f"ns/p{i}/main")
-                await settle(controller)
-            sim.release(gpus[1])
-            await settle(controller)
-            quiet, looks = len(kube.node_patches) - reported, looked
-            sim.set_health(gpus[7], False, xid=79)
-            deadline = asyncio.get_running_loop().time() + 10
-            while len(kube.node_patches) == reported and (
-                    asyncio.get_running_loop().time() < deadline):
-                await asyncio.sleep(0.02)
+            quiet, looks = await _pods_come_and_go(
+                controller, sim, lambda: len(kube.node_patches), monkeypatch)
             return kube, quiet, looks, dict(sim.state.allocations)
         finally:
             await controller.stop()
@@ -222,44 +233,15 @@ def test_kubeletless_the_inventory_names_no_owners_and_pods_moving_cost_the_node
     the Node nor make the node look at it; a health change goes out at once."""
     monkeypatch.setattr(nodes_module, "DEBOUNCE_S", 0.01)
 
-    async def settle(controller: NodeController) -> None:
-        for _ in range(20):
-            await asyncio.sleep(0.03)
-            if not controller._dirty.is_set():
-                return
-
     async def scenario() -> tuple[list[JSON], int, int]:
         kube = KubeletlessKube()
         sim = SimNode.create("n")
-        gpus = [g.uuid for g in sim.hardware.gpus]
         controller = NodeController(kube=kube, sim=sim,  # type: ignore[arg-type]
                                     devices=StaticDevices(), strategy="mixed")  # type: ignore[arg-type]
         await controller.start()
         try:
-            await settle(controller)
-            sim.allocate(gpus[0], "ns/first/main")
-            await settle(controller)
-            before = len(kube.status_patches)
-            looked = 0
-            real_sync = controller._sync
-
-            async def counted() -> None:
-                nonlocal looked
-                looked += 1
-                await real_sync()
-
-            monkeypatch.setattr(controller, "_sync", counted)
-            for i in range(1, 8):
-                sim.allocate(gpus[i], f"ns/p{i}/main")
-                await settle(controller)
-            sim.release(gpus[1])
-            await settle(controller)
-            quiet, looks = len(kube.status_patches) - before, looked
-            sim.set_health(gpus[7], False, xid=79)
-            deadline = asyncio.get_running_loop().time() + 10
-            while len(kube.status_patches) == before + quiet and (
-                    asyncio.get_running_loop().time() < deadline):
-                await asyncio.sleep(0.02)
+            quiet, looks = await _pods_come_and_go(
+                controller, sim, lambda: len(kube.status_patches), monkeypatch)
             return kube.status_patches, quiet, looks
         finally:
             await controller.stop()
