@@ -134,6 +134,8 @@ class Checkpoint:
         """Write the checkpoint whole if it is not on disk in this format yet, as the
         kubelet writes its checkpoint when a plugin's devices change: the node's first
         pod then appends a line. A failure is the next change's to report."""
+        if self._lines:  # on disk already: nothing to wait for
+            return
         async with self._writing:
             if self._lines:
                 return

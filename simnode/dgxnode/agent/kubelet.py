@@ -140,8 +140,7 @@ class DeviceManager:
                 endpoint.devices = {d.ID: d.health == HEALTHY for d in response.devices}
                 endpoint.connected = True
                 endpoint.first_list.set()
-                if not self.checkpoint.on_disk:
-                    await self.checkpoint.write_if_new()
+                await self.checkpoint.write_if_new()
                 await self._changed()
         except grpc.aio.AioRpcError as err:
             log.warning("%s: ListAndWatch of %s ended: %s", self.node, endpoint.resource,

@@ -48,16 +48,13 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=cmd_show)
 
 
-def _owner(device: InventoryDevice) -> str:
-    return device.owner.rsplit("/", 1)[0] if device.owner else ""
-
-
 def gpu_blocks(inventory: NodeInventory, index: int, held: Mapping[str, str] | None = None
                ) -> list[Block]:
     """The segments of one GPU, lowest slice first (free slices as their own blocks);
     ``held`` (device ID -> pod) defaults to the owners the inventory names."""
-    holder = dict(held) if held is not None else {
-        d.id: _owner(d) for d in inventory.devices if d.owner}
+    from gpumodel.inventory import held_devices
+
+    holder = held if held is not None else held_devices(inventory, ())
     devices = [d for d in inventory.devices if d.gpu_index == index]
     whole = next((d for d in devices if d.kind == "gpu"), None)
     migs = [d for d in devices if d.kind == "mig" and d.mig is not None]
